@@ -1,0 +1,35 @@
+# cryosse: `make demo` sets everything up and runs the embedded default; `make test` runs the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CORES  ?= 2
+SNAKEMAKE := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES)
+
+.PHONY: setup demo test lint dryrun clean
+
+# torch is pinned to 2.13.0: on this machine kind pip takes the local CPU build; elsewhere
+# install the CUDA build of torch==2.13.0 first (see README) and pip keeps it.
+$(BIN)/cryosse: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[workflow,test]'
+	@touch $@
+
+setup: $(BIN)/cryosse
+
+demo: setup
+	$(SNAKEMAKE)
+	@echo "report: results/report/report.md (figures: results/report/*.png, results/model/training_curve.png)"
+
+test: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+
+lint: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint
+
+dryrun: setup
+	$(SNAKEMAKE) -n
+
+clean:
+	rm -rf results logs benchmarks .snakemake

@@ -1,0 +1,26 @@
+# cryosse: secondary-structure segmentation data and models for cryo-EM maps.
+# Run: snakemake --workflow-profile workflow/profiles/default   (the Makefile does it for you)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/density.smk"
+include: "workflow/rules/sse.smk"
+include: "workflow/rules/labels.smk"
+include: "workflow/rules/components.smk"
+include: "workflow/rules/dataset.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/predict.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/report/report.md",
+        "results/dataset/manifest.tsv",
+        expand("results/labels/{entry}.mrc", entry=ENTRIES),

@@ -1,0 +1,347 @@
+"""The ``cryosse`` command line: one thin subcommand per stage.
+
+Each subcommand parses its arguments, calls one library function and reports. Errors the
+user can fix are printed as one line, ``cryosse: error: <file>: <problem>``, with exit
+status 2; outputs are written atomically, so a failed command leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import CryosseError, InputError
+
+ENTRY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
+CHAIN_ID = re.compile(r"^[A-Za-z0-9]{1,4}$")
+
+
+def check_id(kind: str, value: str, pattern: re.Pattern = ENTRY_ID) -> str:
+    """Validate an identifier before it becomes part of a path."""
+    if not pattern.match(value or ""):
+        raise InputError(kind, f"invalid identifier {value!r}")
+    return value
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- commands
+
+def cmd_simulate(a) -> None:
+    from .density import simulate_density
+    from .io import read_model, write_map
+
+    st = read_model(a.model)
+    if not 0 < a.resolution <= 50 or not 0 < a.voxel_size <= 10:
+        raise InputError(a.model, "resolution must be in (0, 50] Å and voxel size in (0, 10] Å")
+    t = time.time()
+    m = simulate_density(st, a.resolution, a.voxel_size, a.padding)
+    write_map(m, a.output)
+    _say(f"{a.output}: {m.shape_xyz[0]}x{m.shape_xyz[1]}x{m.shape_xyz[2]} voxels of {a.voxel_size} Å, "
+         f"origin {tuple(round(v, 2) for v in m.origin_a)}, {a.resolution} Å, {time.time() - t:.2f} s")
+
+
+def cmd_sse(a) -> None:
+    from .io import read_model
+    from .sse import assign_sse, write_sse
+
+    res = assign_sse(read_model(a.model))
+    write_sse(res, a.output)
+    codes = "".join(r.dssp for r in res)
+    _say(f"{a.output}: {len(res)} residues, helix {sum(c in 'HGI' for c in codes)}, "
+         f"sheet {sum(c in 'EB' for c in codes)}")
+
+
+def _sse_for(a, st):
+    from .sse import assign_sse, read_sse
+
+    return read_sse(a.sse) if a.sse else assign_sse(st)
+
+
+def cmd_label(a) -> None:
+    import numpy as np
+
+    from .io import protein_atoms, read_map, read_model, write_map
+    from .labels import atom_classes, label_voxels
+
+    st = read_model(a.model, a.chains.split(",") if a.chains else None)
+    grid = read_map(a.map)
+    atoms = protein_atoms(st)
+    lab = label_voxels(grid, atoms, atom_classes(atoms, _sse_for(a, st)), a.radius)
+    write_map(lab, a.output, labels=True)
+    counts = np.bincount(lab.data.ravel(), minlength=4)
+    _say(f"{a.output}: background {counts[0]}, helix {counts[1]}, sheet {counts[2]}, other {counts[3]} voxels")
+
+
+def cmd_crop(a) -> None:
+    from .components import ComponentConfig, ComponentRejected, make_component
+    from .io import protein_atoms, read_map, read_model, write_json, write_map
+    from .labels import atom_classes
+
+    check_id("--chain", a.chain, CHAIN_ID)
+    sid = check_id("--id", a.id or f"{Path(a.model).name.split('.')[0]}_{a.chain}", re.compile(r"^[A-Za-z0-9_-]{1,80}$"))
+    out = Path(a.output)
+    out.mkdir(parents=True, exist_ok=True)
+    density = read_map(a.map)
+    st = read_model(a.model)
+    atoms = protein_atoms(st, [a.chain])
+    if a.chain not in {c.name for c in st[0]}:
+        raise InputError(a.model, f"no protein chain named {a.chain}")
+    cfg = ComponentConfig(zone_radius_a=a.zone_radius, margin_a=a.margin, multiple=a.multiple,
+                          max_side=a.max_side, label_radius_a=a.radius)
+    meta = {"id": sid, "entry": a.entry or "", "chain": a.chain, "pdb_id": a.pdb_id or "-",
+            "resolution_a": a.resolution, "voxel_size_a": density.voxel_size_a[0],
+            "source": str(a.map), "config": cfg.__dict__}
+    for stale in ("density.mrc", "labels.mrc"):
+        (out / stale).unlink(missing_ok=True)
+    try:
+        comp = make_component(density, atoms, atom_classes(atoms, _sse_for(a, st)), cfg)
+    except ComponentRejected as exc:
+        meta.update(status="rejected", reason=str(exc))
+        write_json(out / "meta.json", meta)
+        _say(f"{sid}: rejected: {exc}")
+        return
+    write_map(comp.density, out / "density.mrc")
+    write_map(comp.labels, out / "labels.mrc", labels=True)
+    meta.update(status="ok", reason="", shape_xyz=list(comp.density.shape_xyz),
+                origin_a=list(comp.density.origin_a), counts=comp.counts)
+    write_json(out / "meta.json", meta)
+    _say(f"{sid}: {'x'.join(map(str, comp.density.shape_xyz))} voxels, {comp.counts}")
+
+
+def cmd_split(a) -> None:
+    from .dataset import ChainRecord, assign_splits, chain_sequence, cluster_chains, write_splits
+    from .io import read_model, read_tsv
+    from .sse import read_sse, sse_class_of
+
+    table = Path(a.structures)
+    rows = read_tsv(table)
+    fractions = dict(zip(("train", "val", "test"), (float(v) for v in a.fractions.split(","))))
+    chains = []
+    entries = set(a.entries.split(",")) if a.entries else None
+    for r in rows:
+        if entries is not None and r["entry"] not in entries:
+            continue
+        entry = check_id("entry", r["entry"])
+        st = read_model(table.parent / r["file"])
+        sse = {x.key: x for x in read_sse(Path(a.sse_dir) / f"{entry}.tsv")}
+        for ch in r["chains"].split(","):
+            check_id("chain", ch, CHAIN_ID)
+            codes = [sse_class_of(x.dssp) for x in sse.values() if x.chain == ch]
+            n = max(len(codes), 1)
+            chains.append(ChainRecord(f"{entry}_{ch}", entry, ch, r.get("pdb_id", "-") or "-",
+                                      chain_sequence(st, ch), codes.count(1) / n, codes.count(2) / n))
+    clusters = cluster_chains(chains, a.identity)
+    splits = assign_splits(chains, clusters, fractions, a.seed)
+    write_splits(a.output, chains, clusters, splits)
+    _say(f"{a.output}: {len(chains)} chains in {len(set(clusters))} clusters: " +
+         ", ".join(f"{s} {splits.count(s)}" for s in ("train", "val", "test")))
+
+
+def cmd_dataset(a) -> None:
+    from .dataset import write_manifest
+
+    rows = write_manifest(a.components, a.splits, a.manifest, a.datalist)
+    ok = [r for r in rows if r["status"] == "ok"]
+    _say(f"{a.manifest}: {len(rows)} components, {len(ok)} accepted, {len(rows) - len(ok)} rejected")
+
+
+def cmd_train(a) -> None:
+    from .train.loop import TrainConfig, train
+
+    cfg = TrainConfig(preset=a.preset, loss=a.loss, voxel_size_a=a.voxel_size, patch=a.patch,
+                      batch=a.batch, steps=a.steps, lr=a.lr, seed=a.seed, val_every=a.val_every,
+                      max_minutes=a.max_minutes)
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
+    card = train(a.datalist, a.out_dir, cfg)
+    _say(f"{a.out_dir}/checkpoint.pt: best at step {card['step']}: {card['metrics']}")
+
+
+def cmd_predict(a) -> None:
+    from .io import read_map
+    from .predict import predict_map, write_prediction
+    from .train.checkpoint import load_checkpoint
+
+    m = read_map(a.map)
+    net, card, _ = load_checkpoint(a.checkpoint)
+    pred = predict_map(m, net, card, device=a.device, overlap=a.overlap)
+    write_prediction(pred, a.output, a.map)
+    s = pred.summary
+    _say(f"{a.output}: helix {s['helix_fraction']:.1%}, sheet {s['sheet_fraction']:.1%} of voxels, "
+         f"{s['runtime_s']:.2f} s on {s['device']}")
+
+
+def cmd_evaluate(a) -> None:
+    from .evaluate import evaluate_maps, format_table
+    from .io import read_map, write_json
+
+    pred, truth = read_map(a.prediction), read_map(a.truth)
+    scores = evaluate_maps(pred, truth)
+    scores.update(id=a.id or Path(a.prediction).parent.name, prediction=a.prediction, truth=a.truth,
+                  density=a.density or "")
+    if a.json:
+        write_json(a.json, scores)
+    print(format_table(scores))
+
+
+def cmd_report(a) -> None:
+    from .evaluate import write_report
+
+    fig = tuple(a.figure.split(",")) if a.figure else None
+    card = json.loads(Path(a.model_card).read_text()) if a.model_card else None
+    res = write_report(a.evals, a.output, fig, card)
+    p = res["pooled"]
+    _say(f"{a.output}/report.md: {res['n_samples']} samples; pooled F1 helix {p['helix']['f1']:.3f}, "
+         f"sheet {p['sheet']['f1']:.3f}")
+
+
+# ----------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cryosse", description="Secondary-structure segmentation data "
+                                "and models for medium-resolution cryo-EM maps.")
+    p.add_argument("--version", action="version", version=f"cryosse {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("simulate", help="simulate a density map from an atomic model",
+                       description="Simulate density from MODEL (PDB/mmCIF, optionally gzipped) at a "
+                       "resolution: each atom a Gaussian of sigma = 0.225 x resolution (ChimeraX molmap "
+                       "convention), electron form factors (gemmi). The MRC header holds the voxel size "
+                       "and the origin.")
+    s.add_argument("model")
+    s.add_argument("--resolution", type=float, default=6.0, help="resolution in Å (default 6.0)")
+    s.add_argument("--voxel-size", type=float, default=1.0, help="voxel size in Å (default 1.0)")
+    s.add_argument("--padding", type=float, default=None, help="Å of space around the model (default 3 x resolution)")
+    s.add_argument("-o", "--output", required=True, help="output MRC map")
+    s.set_defaults(func=cmd_simulate)
+
+    s = sub.add_parser("sse", help="assign secondary structure (DSSP) per residue",
+                       description="Per-residue DSSP codes and classes (helix = H,G,I; sheet = E,B; "
+                       "other = the rest) of the protein chains of MODEL, as a TSV table.")
+    s.add_argument("model")
+    s.add_argument("-o", "--output", required=True, help="output TSV")
+    s.set_defaults(func=cmd_sse)
+
+    def label_args(s):
+        s.add_argument("--sse", help="per-residue table from 'cryosse sse' (default: run DSSP)")
+        s.add_argument("--radius", type=float, default=3.0, help="label radius in Å (default 3.0)")
+
+    s = sub.add_parser("label", help="voxel labels of a model on a map's grid",
+                       description="Label every voxel of MAP's grid: the class of the nearest heavy "
+                       "atom of MODEL's protein chains within --radius Å (0 background, 1 helix, 2 sheet, "
+                       "3 other protein). Writes an 8-bit MRC on exactly MAP's grid.")
+    s.add_argument("model")
+    s.add_argument("map")
+    s.add_argument("--chains", help="comma-separated chains (default: all protein chains)")
+    label_args(s)
+    s.add_argument("-o", "--output", required=True, help="output label MRC")
+    s.set_defaults(func=cmd_label)
+
+    s = sub.add_parser("crop", help="box-crop one chain component with its labels",
+                       description="Cut the component of one chain out of MAP: density within "
+                       "--zone-radius Å of the chain (other density masked out), boxed with --margin Å, "
+                       "sides padded to a multiple of --multiple; writes density.mrc, labels.mrc and "
+                       "meta.json into OUTDIR (only meta.json, with the reason, when rejected).")
+    s.add_argument("map")
+    s.add_argument("model")
+    s.add_argument("--chain", required=True)
+    s.add_argument("--id", help="sample id (default <model>_<chain>)")
+    s.add_argument("--entry")
+    s.add_argument("--pdb-id")
+    s.add_argument("--resolution", type=float, help="map resolution in Å, recorded in meta.json")
+    s.add_argument("--zone-radius", type=float, default=6.0)
+    s.add_argument("--margin", type=float, default=6.0)
+    s.add_argument("--multiple", type=int, default=8)
+    s.add_argument("--max-side", type=int, default=256)
+    label_args(s)
+    s.add_argument("-o", "--output", required=True, help="output folder")
+    s.set_defaults(func=cmd_crop)
+
+    s = sub.add_parser("split", help="leakage-free train/val/test split of chains",
+                       description="Cluster chains (same PDB entry, or sequence identity >= --identity) "
+                       "and assign whole clusters to train/val/test, stratified by fold class.")
+    s.add_argument("--structures", required=True, help="structures table (TSV: entry, file, chains, pdb_id)")
+    s.add_argument("--sse-dir", required=True, help="folder of <entry>.tsv from 'cryosse sse'")
+    s.add_argument("--entries", help="comma-separated subset of entries")
+    s.add_argument("--identity", type=float, default=0.30)
+    s.add_argument("--fractions", default="0.7,0.15,0.15", help="train,val,test (default 0.7,0.15,0.15)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("-o", "--output", required=True)
+    s.set_defaults(func=cmd_split)
+
+    s = sub.add_parser("dataset", help="manifest and datalist from components and splits")
+    s.add_argument("components", nargs="+", help="component folders from 'cryosse crop'")
+    s.add_argument("--splits", required=True)
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--datalist", required=True)
+    s.set_defaults(func=cmd_dataset)
+
+    s = sub.add_parser("train", help="train the 3D U-Net on a datalist")
+    s.add_argument("--datalist", required=True)
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("--preset", default="small")
+    s.add_argument("--loss", default="focal_dice", help="ce, focal, dice, ce_dice or focal_dice")
+    s.add_argument("--voxel-size", type=float, default=2.0, help="working voxel size in Å (default 2.0)")
+    s.add_argument("--patch", type=int, default=32)
+    s.add_argument("--batch", type=int, default=4)
+    s.add_argument("--steps", type=int, default=600)
+    s.add_argument("--lr", type=float, default=2e-3)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--val-every", type=int, default=100)
+    s.add_argument("--max-minutes", type=float, default=0.0, help="stop after this long (0: no limit)")
+    s.add_argument("--threads", type=int, default=0)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("predict", help="predict helix/sheet probabilities and labels for a map",
+                       description="Writes OUTDIR/helix_prob.mrc, sheet_prob.mrc and labels.mrc (0 other, "
+                       "1 helix, 2 sheet) on MAP's own grid, summary.json and view.cxc for ChimeraX.")
+    s.add_argument("map")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    s.add_argument("--overlap", type=float, default=0.5)
+    s.add_argument("-o", "--output", required=True)
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("evaluate", help="per-class voxel precision/recall/F1 of a prediction",
+                       description="Compare a predicted label map with a true one (same grid): "
+                       "precision, recall and F1 for helix, sheet and other.")
+    s.add_argument("--prediction", required=True)
+    s.add_argument("--truth", required=True)
+    s.add_argument("--id", help="sample id recorded in the JSON")
+    s.add_argument("--density", help="density map, recorded so that reports can draw it")
+    s.add_argument("--json", help="also write the scores as JSON")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("report", help="aggregate evaluations into a report with figures")
+    s.add_argument("evals", nargs="+")
+    s.add_argument("--figure", help="id,density,truth,prediction of the sample to draw "
+                   "(default: the evaluated sample with the most helix and sheet voxels)")
+    s.add_argument("--model-card")
+    s.add_argument("-o", "--output", required=True)
+    s.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CryosseError as exc:
+        print(f"cryosse: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cryosse: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

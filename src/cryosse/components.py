@@ -1,0 +1,97 @@
+"""Chain components: the density around one chain, box-cropped, with its voxel labels.
+
+For a chain (or a group of chains), the component is the density within ``zone_radius_a`` Å
+of its heavy atoms (everything else, including neighbouring chains' density, set to 0),
+cropped to the atoms' bounding box plus ``margin_a`` Å and padded (with zeros, evenly on
+both sides) so that every side is a multiple of ``multiple`` voxels. Labels follow
+:mod:`cryosse.labels` with the component's own atoms only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import BACKGROUND, HELIX, OTHER, SHEET
+from .io import Map, ProteinAtoms
+from .labels import label_voxels, within
+
+__all__ = ["ComponentConfig", "Component", "ComponentRejected", "crop_box", "extract",
+           "make_component"]
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    zone_radius_a: float = 6.0
+    margin_a: float = 6.0
+    multiple: int = 8
+    max_side: int = 256
+    label_radius_a: float = 3.0
+
+
+class ComponentRejected(Exception):
+    """A component that cannot be a sample; ``str()`` is the reason recorded in the manifest."""
+
+
+@dataclass(frozen=True)
+class Component:
+    density: Map
+    labels: Map
+    counts: dict[str, int]
+
+
+def crop_box(grid: Map, xyz: np.ndarray, margin_a: float, multiple: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start index (x, y, z; may be negative or beyond the map) and size of the padded box."""
+    idx = grid.xyz_to_index(xyz)
+    margin = margin_a / np.asarray(grid.voxel_size_a)
+    lo = np.floor(idx.min(axis=0) - margin).astype(int)
+    hi = np.ceil(idx.max(axis=0) + margin).astype(int)
+    size = hi - lo + 1
+    extra = (-size) % multiple
+    lo = lo - extra // 2
+    return lo, size + extra
+
+
+def extract(m: Map, start_xyz: np.ndarray, size_xyz: np.ndarray, fill=0) -> Map:
+    """The sub-grid of ``m`` starting at voxel ``start_xyz`` of size ``size_xyz`` (x, y, z);
+    voxels outside ``m`` get ``fill``."""
+    nx, ny, nz = m.shape_xyz
+    out = np.full(tuple(int(v) for v in size_xyz[::-1]), fill, dtype=m.data.dtype)
+    src_lo = np.maximum(start_xyz, 0)
+    src_hi = np.minimum(start_xyz + size_xyz, [nx, ny, nz])
+    if np.all(src_hi > src_lo):
+        dst_lo = src_lo - start_xyz
+        dst_hi = dst_lo + (src_hi - src_lo)
+        out[dst_lo[2]:dst_hi[2], dst_lo[1]:dst_hi[1], dst_lo[0]:dst_hi[0]] = \
+            m.data[src_lo[2]:src_hi[2], src_lo[1]:src_hi[1], src_lo[0]:src_hi[0]]
+    origin = np.asarray(m.origin_a) + np.asarray(start_xyz) * np.asarray(m.voxel_size_a)
+    return Map(out, m.voxel_size_a, tuple(float(v) for v in origin), meta=dict(m.meta))
+
+
+def class_counts(labels: np.ndarray) -> dict[str, int]:
+    counts = np.bincount(labels.ravel(), minlength=4)
+    return {"background": int(counts[BACKGROUND]), "helix": int(counts[HELIX]),
+            "sheet": int(counts[SHEET]), "other": int(counts[OTHER])}
+
+
+def make_component(density: Map, atoms: ProteinAtoms, classes: np.ndarray,
+                   cfg: ComponentConfig = ComponentConfig()) -> Component:
+    """Cut the component of ``atoms`` (one chain or a group) out of ``density``.
+
+    Raises :class:`ComponentRejected` when the component has no atoms, lies outside the map,
+    or its box is larger than ``cfg.max_side`` voxels along some axis.
+    """
+    if len(atoms.xyz) == 0:
+        raise ComponentRejected("chain has no atoms")
+    idx = density.xyz_to_index(atoms.xyz)
+    inside = np.all((idx >= -0.5) & (idx <= np.asarray(density.shape_xyz) - 0.5), axis=1)
+    if inside.mean() < 0.5:
+        raise ComponentRejected(f"map covers only {inside.mean():.0%} of the chain's atoms")
+    start, size = crop_box(density, atoms.xyz, cfg.margin_a, cfg.multiple)
+    if size.max() > cfg.max_side:
+        raise ComponentRejected(f"box {tuple(int(s) for s in size)} exceeds max_side {cfg.max_side}")
+    box = extract(density, start, size)
+    zone = within(box, atoms.xyz, cfg.zone_radius_a)
+    dens = box.with_data(np.where(zone, box.data, 0).astype(np.float32))
+    labels = label_voxels(box, atoms, classes, cfg.label_radius_a)
+    return Component(dens, labels, class_counts(labels.data))

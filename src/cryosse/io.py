@@ -1,0 +1,317 @@
+"""Reading and writing maps (MRC/CCP4) and atomic models (PDB/mmCIF), safely.
+
+The one currency between stages is :class:`Map`: a 3D array indexed ``[z, y, x]`` (C order,
+x fastest, as MRC files with ``mapc, mapr, maps = 1, 2, 3`` store it), the voxel size in Å
+along x, y, z, and the position in Å of the centre of voxel ``[0, 0, 0]``.
+
+Every writer here writes to a temporary file in the destination folder and renames it into
+place, so a crash never leaves a half-written output and a reader never sees one.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import gzip
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = [
+    "Map", "read_map", "write_map", "read_model", "ProteinAtoms", "protein_atoms",
+    "atomic_path", "write_text", "write_json", "write_tsv", "read_tsv",
+]
+
+
+@dataclass(frozen=True)
+class Map:
+    """A density or label map on a regular orthogonal grid.
+
+    Attributes
+    ----------
+    data : ndarray, shape (nz, ny, nx)
+        Values; ``data[k, j, i]`` is at ``origin_a + (i, j, k) * voxel_size_a``.
+    voxel_size_a : (float, float, float)
+        Voxel size in Å along x, y, z.
+    origin_a : (float, float, float)
+        Position in Å of the centre of voxel ``[0, 0, 0]`` (x, y, z).
+    """
+
+    data: np.ndarray
+    voxel_size_a: tuple[float, float, float]
+    origin_a: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    meta: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def shape_xyz(self) -> tuple[int, int, int]:
+        nz, ny, nx = self.data.shape
+        return nx, ny, nz
+
+    def with_data(self, data: np.ndarray) -> "Map":
+        """The same grid holding other values."""
+        if data.shape != self.data.shape:
+            raise ValueError(f"shape {data.shape} differs from the map's {self.data.shape}")
+        return replace(self, data=data)
+
+    def axis_coords(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Å coordinates of voxel centres along x, y, z."""
+        return tuple(self.origin_a[a] + self.voxel_size_a[a] * np.arange(self.shape_xyz[a])
+                     for a in range(3))
+
+    def xyz_to_index(self, xyz: np.ndarray) -> np.ndarray:
+        """Fractional (x, y, z) voxel indices of Å positions, shape (N, 3)."""
+        return (np.asarray(xyz, float) - np.asarray(self.origin_a)) / np.asarray(self.voxel_size_a)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
+def read_map(path: str | os.PathLike, *, allow_nan: bool = False) -> Map:
+    """Read an MRC/CCP4 map (optionally gzipped) into a :class:`Map` in x, y, z order.
+
+    Any axis order (``mapc/mapr/maps``) is brought to ``[z, y, x]``; the voxel size is
+    ``cella / (mx, my, mz)``; the origin is the header's ``origin`` field when non-zero,
+    otherwise ``nstart * voxel_size`` (both conventions occur in real maps). Modes int8,
+    int16, uint16, float16 and float32 are read; integers stay integers, floats become float32.
+    """
+    import mrcfile
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, "no such map file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.open(p, mode="r", permissive=False) as mrc:
+                h = mrc.header
+                raw = np.asarray(mrc.data)
+                if raw is None or raw.ndim != 3:
+                    raise ValueError("not a 3D map")
+                mapcrs = [int(h.mapc), int(h.mapr), int(h.maps)]
+                nstart_crs = [int(h.nxstart), int(h.nystart), int(h.nzstart)]
+                cell = np.array([float(h.cella.x), float(h.cella.y), float(h.cella.z)])
+                sampling = np.array([int(h.mx), int(h.my), int(h.mz)])
+                origin_hdr = np.array([float(h.origin.x), float(h.origin.y), float(h.origin.z)])
+                raw = raw.copy()
+    except InputError:
+        raise
+    except Exception as exc:  # mrcfile raises ValueError/OSError/EOFError for broken files
+        raise InputError(p, f"not a readable MRC/CCP4 map ({_one_line(exc)})") from None
+    if sorted(mapcrs) != [1, 2, 3]:
+        raise InputError(p, f"invalid axis order mapc/mapr/maps = {mapcrs}")
+    # data dims are (sections, rows, columns) -> physical axes (maps, mapr, mapc)
+    data_axes = [mapcrs[2], mapcrs[1], mapcrs[0]]
+    order = [data_axes.index(a) for a in (3, 2, 1)]
+    data = np.ascontiguousarray(raw.transpose(order))
+    n_xyz = np.array(data.shape[::-1])
+    if np.any(sampling <= 0):
+        sampling = n_xyz
+    if np.any(cell <= 0):
+        raise InputError(p, f"invalid cell dimensions {cell.tolist()}")
+    voxel = cell / sampling
+    nstart_xyz = np.zeros(3)
+    for crs_index, axis in enumerate(mapcrs):
+        nstart_xyz[axis - 1] = nstart_crs[crs_index]
+    origin = origin_hdr if np.any(origin_hdr != 0) else nstart_xyz * voxel
+    if data.dtype.kind == "f":
+        data = data.astype(np.float32, copy=False)
+        if not allow_nan and not np.all(np.isfinite(data)):
+            bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+            raise InputError(p, f"map contains {bad} NaN or infinite values")
+    return Map(data, tuple(float(v) for v in voxel), tuple(float(v) for v in origin),
+               meta={"path": str(p), "mapcrs": mapcrs})
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    The temporary file is removed when the block raises, so ``path`` is either the old file,
+    or the complete new one, never a partial write.
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    """Write JSON atomically (sorted keys, indented, trailing newline)."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"cannot serialise {type(o).__name__}")
+
+
+def write_tsv(path: str | os.PathLike, rows: list[dict], columns: list[str] | None = None) -> None:
+    """Write rows as a tab-separated table with a header, atomically."""
+    columns = columns or (list(rows[0]) if rows else [])
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=columns, delimiter="\t", lineterminator="\n",
+                           extrasaction="ignore")
+        w.writeheader()
+        for row in rows:
+            w.writerow(row)
+
+
+def read_tsv(path: str | os.PathLike) -> list[dict]:
+    """Read a tab-separated table with a header into a list of dicts (all values strings)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, "no such table")
+    with open(p, newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def write_map(m: Map, path: str | os.PathLike, *, labels: bool = False) -> None:
+    """Write ``m`` as an MRC file (gzipped if the name ends in ``.gz``), atomically.
+
+    Density is stored as float32 (mode 2); labels (``labels=True``) as 8-bit integers (mode 0,
+    values 0-3 read the same signed or unsigned). The placement is written so that gemmi
+    (which reads ``nstart``) and ChimeraX/mrcfile (``origin``) agree: when the origin is a
+    whole number of voxels it goes into ``nxstart/nystart/nzstart`` with ``origin = 0``,
+    otherwise into ``origin`` with ``nstart = 0``.
+    """
+    import mrcfile
+
+    dest = Path(path)
+    data = np.ascontiguousarray(m.data.astype(np.int8 if labels else np.float32))
+    voxel = np.asarray(m.voxel_size_a, float)
+    origin = np.asarray(m.origin_a, float)
+    steps = origin / voxel
+    whole = np.allclose(steps, np.round(steps), atol=1e-4)
+    with atomic_path(dest) as tmp:
+        compression = "gzip" if dest.name.endswith(".gz") else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.new(tmp, overwrite=True, compression=compression) as mrc:
+                mrc.set_data(data)
+                mrc.voxel_size = tuple(voxel)
+                h = mrc.header
+                h.mapc, h.mapr, h.maps = 1, 2, 3
+                if whole:
+                    s = np.round(steps).astype(int)
+                    h.nxstart, h.nystart, h.nzstart = int(s[0]), int(s[1]), int(s[2])
+                    h.origin = (0.0, 0.0, 0.0)
+                else:
+                    h.nxstart = h.nystart = h.nzstart = 0
+                    h.origin = tuple(origin)
+                mrc.update_header_stats()
+
+
+# --------------------------------------------------------------------------- models
+
+
+def read_model(path: str | os.PathLike, chains: list[str] | None = None):
+    """Read a PDB/mmCIF model (optionally gzipped) and keep what is protein.
+
+    Returns a :class:`gemmi.Structure` with one model (the first), no hydrogens, waters,
+    ligands or nucleic-acid chains, and one conformer per atom. ``chains`` keeps only those
+    chains (names as in the file). Raises :class:`InputError` naming the file when it cannot
+    be parsed or holds no protein.
+    """
+    import gemmi
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, "no such model file")
+    try:
+        st = gemmi.read_structure(str(p), merge_chain_parts=True)
+    except Exception as exc:
+        raise InputError(p, f"not a readable PDB/mmCIF model ({_one_line(exc)})") from None
+    if len(st) == 0:
+        raise InputError(p, "model file holds no atoms")
+    del st[1:]
+    st.setup_entities()
+    st.remove_hydrogens()
+    st.remove_ligands_and_waters()
+    st.remove_alternative_conformations()
+    model = st[0]
+    keep = []
+    for ch in model:
+        pol = ch.get_polymer()
+        if len(pol) and pol.check_polymer_type() in (gemmi.PolymerType.PeptideL,
+                                                      gemmi.PolymerType.PeptideD):
+            keep.append(ch.name)
+    if chains is not None:
+        missing = sorted(set(chains) - set(keep))
+        if missing:
+            raise InputError(p, f"no protein chain named {', '.join(missing)}")
+        keep = [c for c in keep if c in chains]
+    for ch in list(model):
+        if ch.name not in keep:
+            model.remove_chain(ch.name)
+    if not keep:
+        raise InputError(p, "model has no protein chain")
+    return st
+
+
+@dataclass(frozen=True)
+class ProteinAtoms:
+    """Heavy atoms of protein residues, in model order.
+
+    ``xyz`` (N, 3) Å; ``residue`` (N,) index into the residue table ``residues`` (a list of
+    ``(chain, seqnum, icode, resname)``), which is in model order, so a lower index is
+    earlier in the chain (and chains are in file order).
+    """
+
+    xyz: np.ndarray
+    residue: np.ndarray
+    chain: np.ndarray
+    residues: list[tuple[str, int, str, str]]
+
+
+def protein_atoms(structure, chains: list[str] | None = None) -> ProteinAtoms:
+    """Heavy atoms and residue table of the protein chains of ``structure``'s first model."""
+    xyz, res_idx, chain_of = [], [], []
+    residues = []
+    for ch in structure[0]:
+        if chains is not None and ch.name not in chains:
+            continue
+        for res in ch:
+            index = len(residues)
+            residues.append((ch.name, int(res.seqid.num), res.seqid.icode.strip(), res.name))
+            for atom in res:
+                if atom.is_hydrogen():
+                    continue
+                xyz.append((atom.pos.x, atom.pos.y, atom.pos.z))
+                res_idx.append(index)
+                chain_of.append(ch.name)
+    return ProteinAtoms(np.asarray(xyz, float).reshape(-1, 3), np.asarray(res_idx, np.int64),
+                        np.asarray(chain_of, dtype=object), residues)
+
+
+def open_text(path: str | os.PathLike):
+    """Open a text file, transparently gunzipping ``*.gz``."""
+    p = Path(path)
+    return gzip.open(p, "rt") if p.name.endswith(".gz") else open(p)

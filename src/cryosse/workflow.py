@@ -1,0 +1,76 @@
+"""Helpers the Snakemake workflow calls while it plans: read and validate the structures
+table, list samples, draw per-entry simulation parameters. No side effects."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+from .io import read_tsv
+
+__all__ = ["Entry", "load_structures", "resolution_for", "sample_id"]
+
+ENTRY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
+CHAIN_ID = re.compile(r"^[A-Za-z0-9]{1,4}$")
+PDB_ID = re.compile(r"^([0-9][A-Za-z0-9]{3}|-)$")
+
+
+@dataclass(frozen=True)
+class Entry:
+    entry: str
+    path: str
+    chains: tuple[str, ...]
+    pdb_id: str
+
+
+def load_structures(table: str | os.PathLike, entries: list[str] | None = None) -> list[Entry]:
+    """Entries of a structures table (TSV with columns entry, file, chains, pdb_id), validated.
+
+    ``file`` is relative to the table's folder and must stay inside it; ids must be plain
+    (letters, digits, '-'), so they are safe in paths and wildcards.
+    """
+    p = Path(table)
+    rows = read_tsv(p)
+    root = p.resolve().parent
+    out = []
+    for k, r in enumerate(rows, start=2):
+        for col in ("entry", "file", "chains"):
+            if not r.get(col):
+                raise InputError(p, f"line {k}: missing column {col!r}")
+        if not ENTRY_ID.match(r["entry"]):
+            raise InputError(p, f"line {k}: invalid entry id {r['entry']!r}")
+        chains = tuple(r["chains"].split(","))
+        for c in chains:
+            if not CHAIN_ID.match(c):
+                raise InputError(p, f"line {k}: invalid chain id {c!r}")
+        pdb_id = r.get("pdb_id") or "-"
+        if not PDB_ID.match(pdb_id):
+            raise InputError(p, f"line {k}: invalid PDB id {pdb_id!r}")
+        f = (root / r["file"]).resolve()
+        if root not in f.parents:
+            raise InputError(p, f"line {k}: file {r['file']!r} is outside the table's folder")
+        if not f.is_file():
+            raise InputError(p, f"line {k}: no such file {r['file']!r}")
+        out.append(Entry(r["entry"], str(f), chains, pdb_id))
+    names = [e.entry for e in out]
+    if len(set(names)) != len(names):
+        raise InputError(p, "entry ids are not unique")
+    if entries:
+        unknown = sorted(set(entries) - set(names))
+        if unknown:
+            raise InputError(p, f"config 'entries' names unknown entries: {', '.join(unknown)}")
+        out = [e for e in out if e.entry in set(entries)]
+    return out
+
+
+def resolution_for(entry: str, seed: int, lo: float, hi: float) -> float:
+    """A resolution in [lo, hi] Å, fixed for an entry and a seed (0.1 Å steps)."""
+    h = int(hashlib.sha256(f"{seed}:{entry}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return round(lo + (hi - lo) * h, 1)
+
+
+def sample_id(entry: str, chain: str) -> str:
+    return f"{entry}_{chain}"

@@ -1,0 +1,63 @@
+"""Shared fixtures: embedded structures, independent reference data, tiny synthetic models."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import gemmi
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STRUCTURES = ROOT / "src" / "cryosse" / "data" / "structures"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def structures_dir() -> Path:
+    return STRUCTURES
+
+
+@pytest.fixture(scope="session")
+def mda_dssp_dir() -> Path:
+    """The 50 single chains with reference DSSP strings shipped by MDAnalysisTests."""
+    spec = importlib.util.find_spec("MDAnalysisTests")
+    if spec is None:
+        pytest.skip("MDAnalysisTests is not installed (pip install '.[test]')")
+    return Path(spec.origin).parent / "data" / "dssp"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent (real maps live outside the project)")
+    return SHARED_DATA
+
+
+def make_structure(atoms: list[tuple[str, str, str, tuple[float, float, float]]],
+                   chain: str = "A") -> gemmi.Structure:
+    """A one-chain structure from (resname, atom name, element, xyz) records, one residue each
+    unless consecutive records share a residue name and the previous atom is not 'O'."""
+    st = gemmi.Structure()
+    model = gemmi.Model(1)
+    ch = gemmi.Chain(chain)
+    for k, (resname, name, element, xyz) in enumerate(atoms):
+        res = gemmi.Residue()
+        res.name = resname
+        res.seqid = gemmi.SeqId(k + 1, " ")
+        res.entity_type = gemmi.EntityType.Polymer
+        a = gemmi.Atom()
+        a.name = name
+        a.element = gemmi.Element(element)
+        a.pos = gemmi.Position(*xyz)
+        a.occ = 1.0
+        res.add_atom(a)
+        ch.add_residue(res)
+    model.add_chain(ch)
+    st.add_model(model)
+    return st
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

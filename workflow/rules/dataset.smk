@@ -1,0 +1,35 @@
+rule split:
+    input:
+        table=config["structures"],
+        sse=expand("results/sse/{entry}.tsv", entry=ENTRIES),
+    output:
+        "results/dataset/splits.tsv",
+    params:
+        entries=",".join(ENTRIES),
+        identity=config["split"]["max_identity"],
+        fractions=",".join(str(config["split"]["fractions"][s]) for s in ("train", "val", "test")),
+        seed=config["split"]["seed"],
+    log:
+        "logs/split/split.log",
+    conda:
+        "../../envs/cryosse.yaml"
+    shell:
+        "cryosse split --structures {input.table} --sse-dir results/sse --entries {params.entries} "
+        "--identity {params.identity} --fractions {params.fractions} --seed {params.seed} "
+        "-o {output} 2> {log}"
+
+
+checkpoint dataset:
+    input:
+        components=all_components,
+        splits="results/dataset/splits.tsv",
+    output:
+        manifest="results/dataset/manifest.tsv",
+        datalist="results/dataset/datalist.json",
+    log:
+        "logs/dataset/dataset.log",
+    conda:
+        "../../envs/cryosse.yaml"
+    shell:
+        "cryosse dataset {input.components} --splits {input.splits} "
+        "--manifest {output.manifest} --datalist {output.datalist} 2> {log}"
