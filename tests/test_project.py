@@ -31,7 +31,6 @@ def test_env_pins_equal_package_pins():
 
 def test_readme_starts_with_the_two_commands():
     lines = [line for line in (ROOT / "README.md").read_text().splitlines() if line.strip()]
-    code = [line for line in lines[:12] if line.startswith("    ") or line.startswith("make")]
     assert any("make demo" in line for line in lines[:12])
     assert any("make test" in line for line in lines[:12])
     assert "make test" in (ROOT / ".ci/run").read_text()

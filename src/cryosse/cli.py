@@ -16,8 +16,9 @@ from pathlib import Path
 from . import __version__
 from .errors import CryosseError, InputError
 
-ENTRY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
-CHAIN_ID = re.compile(r"^[A-Za-z0-9]{1,4}$")
+from .workflow import CHAIN_ID, ENTRY_ID
+
+SAMPLE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
 
 
 def check_id(kind: str, value: str, pattern: re.Pattern = ENTRY_ID) -> str:
@@ -85,7 +86,7 @@ def cmd_crop(a) -> None:
     from .labels import atom_classes
 
     check_id("--chain", a.chain, CHAIN_ID)
-    sid = check_id("--id", a.id or f"{Path(a.model).name.split('.')[0]}_{a.chain}", re.compile(r"^[A-Za-z0-9_-]{1,80}$"))
+    sid = check_id("--id", a.id or f"{Path(a.model).name.split('.')[0]}_{a.chain}", SAMPLE_ID)
     out = Path(a.output)
     out.mkdir(parents=True, exist_ok=True)
     density = read_map(a.map)

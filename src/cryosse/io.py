@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import gzip
 import json
 import os
 import tempfile
@@ -309,9 +308,3 @@ def protein_atoms(structure, chains: list[str] | None = None) -> ProteinAtoms:
                 chain_of.append(ch.name)
     return ProteinAtoms(np.asarray(xyz, float).reshape(-1, 3), np.asarray(res_idx, np.int64),
                         np.asarray(chain_of, dtype=object), residues)
-
-
-def open_text(path: str | os.PathLike):
-    """Open a text file, transparently gunzipping ``*.gz``."""
-    p = Path(path)
-    return gzip.open(p, "rt") if p.name.endswith(".gz") else open(p)
