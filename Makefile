@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CORES  ?= 2
 SNAKEMAKE := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES)
 
-.PHONY: setup demo test lint dryrun clean
+.PHONY: setup demo test bench lint dryrun clean
 
 # torch is pinned to 2.13.0: on this machine kind pip takes the local CPU build; elsewhere
 # install the CUDA build of torch==2.13.0 first (see README) and pip keeps it.
@@ -24,6 +24,11 @@ demo: setup
 
 test: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+
+# Benchmarks: each bench/bench_*.py prints its figures (ratios against a reference measured in
+# the same run) and writes bench/results/<name>.json.
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b"; PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python $$b || exit 1; done
 
 lint: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint

@@ -16,6 +16,7 @@ include: "workflow/rules/components.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/losses.smk"
 
 
 rule all:

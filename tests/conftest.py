@@ -61,3 +61,32 @@ def make_structure(atoms: list[tuple[str, str, str, tuple[float, float, float]]]
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+TINY = [("1a8o", "A", 6.0), ("2xdga", "A", 8.0), ("1ahsa", "A", 7.0), ("3a4ra", "A", 5.5),
+        ("2cvia", "A", 9.0)]
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """Five real chain components (simulated, labelled, cropped) with a datalist: 3 train,
+    1 val, 1 test. Built with the library, as the workflow would."""
+    from cryosse.cli import main
+
+    root = tmp_path_factory.mktemp("tiny")
+    comps = []
+    for entry, chain, res in TINY:
+        model = STRUCTURES / f"{entry}.pdb.gz"
+        assert main(["simulate", str(model), "--resolution", str(res), "-o", str(root / f"{entry}.mrc")]) == 0
+        assert main(["sse", str(model), "-o", str(root / f"{entry}.tsv")]) == 0
+        out = root / "components" / f"{entry}_{chain}"
+        assert main(["crop", str(root / f"{entry}.mrc"), str(model), "--chain", chain, "--id",
+                     f"{entry}_{chain}", "--entry", entry, "--sse", str(root / f"{entry}.tsv"),
+                     "--resolution", str(res), "-o", str(out)]) == 0
+        comps.append(out)
+    splits = ["train", "train", "train", "val", "test"]
+    (root / "splits.tsv").write_text("id\tsplit\n" + "".join(
+        f"{e}_{c}\t{s}\n" for (e, c, _), s in zip(TINY, splits)))
+    assert main(["dataset", *map(str, comps), "--splits", str(root / "splits.tsv"),
+                 "--manifest", str(root / "manifest.tsv"), "--datalist", str(root / "datalist.json")]) == 0
+    return root

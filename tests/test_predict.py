@@ -78,3 +78,25 @@ def test_evaluate_refuses_other_grid(tmp_path):
     b = Map(np.zeros((4, 4, 5), np.uint8), (1.0,) * 3, meta={"path": "t.mrc"})
     with pytest.raises(Exception, match="t.mrc"):
         evaluate_maps(a, b)
+
+
+def test_residue_votes_equal_brute_force(structures_dir):
+    """Residue-level class = majority of predicted voxels within 3 Å of its heavy atoms."""
+    from cryosse.io import protein_atoms, read_model
+    from cryosse.train.metrics import residue_votes
+
+    st = read_model(structures_dir / "1a8o.pdb.gz")
+    atoms = protein_atoms(st)
+    lo = atoms.xyz.min(0) - 2
+    shape = tuple(int(v) for v in ((atoms.xyz.max(0) - lo) / 1.1 + 4)[::-1])
+    rng = np.random.default_rng(5)
+    pred = Map(rng.integers(0, 4, size=shape).astype(np.uint8), (1.1, 1.1, 1.1), tuple(lo))
+    got = residue_votes(pred, atoms.xyz, atoms.residue, len(atoms.residues))
+    zz, yy, xx = np.meshgrid(*pred.axis_coords()[::-1], indexing="ij")
+    pts = np.stack([xx.ravel(), yy.ravel(), zz.ravel()], 1)
+    three = np.select([pred.data.ravel() == 1, pred.data.ravel() == 2], [1, 2], 0)
+    for r in range(len(atoms.residues)):
+        xyz = atoms.xyz[atoms.residue == r]
+        near = (((pts[:, None, :] - xyz[None]) ** 2).sum(-1) <= 9.0).any(1)
+        counts = np.bincount(three[near], minlength=3)
+        assert got[r] == (counts.argmax() if counts.sum() else -1), r

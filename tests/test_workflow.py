@@ -64,7 +64,8 @@ TINY_ENTRIES = ["1a8o", "2xdga", "1ahsa", "3nbka", "1i8na", "2cvia", "3a4ra"]
 def test_end_to_end_tiny(tmp_path):
     cfg = {"structures": str(ROOT / "src/cryosse/data/structures/structures.tsv"),
            "entries": TINY_ENTRIES,
-           "train": {"steps": 12, "val_every": 6, "batch": 2}}
+           "train": {"steps": 12, "val_every": 6, "batch": 2},
+           "compare_losses": {"steps": 3}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     r = snakemake("--cores", "2", "--workflow-profile", str(ROOT / "workflow/profiles/default"),
                   cwd=tmp_path)
@@ -99,6 +100,15 @@ def test_end_to_end_tiny(tmp_path):
     # entry-level label maps sit on their simulated maps' grids
     lab, dens = read_map(res / "labels/1a8o.mrc"), read_map(res / "maps/1a8o.mrc")
     assert lab.data.shape == dens.data.shape and lab.origin_a == dens.origin_a
+    ev = json.loads((res / f"evaluation/{test_id}.json").read_text())
+    assert ev["residues"]["n_residues"] > 40 and "Residue level" in report
     # a second run has nothing to do
     r2 = snakemake("--cores", "2", "-n", cwd=tmp_path)
     assert "Nothing to be done" in r2.stdout + r2.stderr
+    # the loss comparison: five trainings with one seed and budget, a table and a chart
+    r3 = snakemake("--cores", "2", "compare_losses", cwd=tmp_path)
+    assert r3.returncode == 0, r3.stdout[-3000:] + r3.stderr[-3000:]
+    table = (res / "losses/comparison.md").read_text()
+    for loss in ("ce", "focal", "dice", "ce_dice", "focal_dice"):
+        assert f"| {loss} |" in table
+    assert (res / "losses/comparison.png").read_bytes()[:4] == b"\x89PNG"

@@ -98,7 +98,7 @@ def cmd_crop(a) -> None:
                           max_side=a.max_side, label_radius_a=a.radius)
     meta = {"id": sid, "entry": a.entry or "", "chain": a.chain, "pdb_id": a.pdb_id or "-",
             "resolution_a": a.resolution, "voxel_size_a": density.voxel_size_a[0],
-            "source": str(a.map), "config": cfg.__dict__}
+            "source": str(a.map), "model": str(a.model), "sse": str(a.sse or ""), "config": cfg.__dict__}
     for stale in ("density.mrc", "labels.mrc"):
         (out / stale).unlink(missing_ok=True)
     try:
@@ -153,17 +153,29 @@ def cmd_dataset(a) -> None:
     _say(f"{a.manifest}: {len(rows)} components, {len(ok)} accepted, {len(rows) - len(ok)} rejected")
 
 
-def cmd_train(a) -> None:
-    from .train.loop import TrainConfig, train
+def _train_config(a):
+    from .train.loop import TrainConfig
 
-    cfg = TrainConfig(preset=a.preset, loss=a.loss, voxel_size_a=a.voxel_size, patch=a.patch,
-                      batch=a.batch, steps=a.steps, lr=a.lr, seed=a.seed, val_every=a.val_every,
-                      max_minutes=a.max_minutes)
+    return TrainConfig(preset=a.preset, loss=a.loss, voxel_size_a=a.voxel_size, patch=a.patch,
+                       batch=a.batch, steps=a.steps, optimizer=a.optimizer, lr=a.lr, seed=a.seed,
+                       val_every=a.val_every, checkpoint_every=a.checkpoint_every, patience=a.patience,
+                       max_minutes=a.max_minutes, focal_gamma=a.focal_gamma,
+                       focal_alpha=tuple(float(v) for v in a.focal_alpha.split(",")) if a.focal_alpha else None,
+                       loss_weights=tuple(float(v) for v in a.loss_weights.split(",")),
+                       device=a.device, amp=not a.no_amp)
+
+
+def cmd_train(a) -> None:
+    from .train.loop import train
+
     if a.threads:
         import torch
         torch.set_num_threads(a.threads)
-    card = train(a.datalist, a.out_dir, cfg)
-    _say(f"{a.out_dir}/checkpoint.pt: best at step {card['step']}: {card['metrics']}")
+    card = train(a.datalist, a.out_dir, _train_config(a), init=a.init, resume=not a.no_resume)
+    m = card["metrics"] or {}
+    _say(f"{a.out_dir}/checkpoint.pt: best at step {card['step']} of {card['steps_run']} "
+         f"({card['stop_reason']}): validation F1 helix {m.get('val_helix_f1', float('nan')):.3f}, "
+         f"sheet {m.get('val_sheet_f1', float('nan')):.3f}")
 
 
 def cmd_predict(a) -> None:
@@ -188,9 +200,36 @@ def cmd_evaluate(a) -> None:
     scores = evaluate_maps(pred, truth)
     scores.update(id=a.id or Path(a.prediction).parent.name, prediction=a.prediction, truth=a.truth,
                   density=a.density or "")
+    if a.model:
+        from .evaluate import evaluate_residues
+        from .io import read_model
+
+        st = read_model(a.model)
+        scores["residues"] = evaluate_residues(pred, st, a.chain, _sse_for(a, st))
     if a.json:
         write_json(a.json, scores)
-    print(format_table(scores))
+    print("voxels\n" + format_table(scores))
+    if a.model:
+        print(f"residues (majority of predicted voxels within 3 Å)\n" + format_table(scores["residues"]))
+
+
+def cmd_score(a) -> None:
+    from .evaluate import score_checkpoint
+    from .io import write_json
+
+    res = score_checkpoint(a.checkpoint, a.datalist, a.split, a.device)
+    write_json(a.output, res)
+    v = res["voxel"]
+    _say(f"{a.output}: {res['n_samples']} {a.split} samples, voxel F1 helix {v['helix']['f1']:.3f}, "
+         f"sheet {v['sheet']['f1']:.3f}")
+
+
+def cmd_compare(a) -> None:
+    from .evaluate import compare_scores
+
+    rows = compare_scores(a.scores, a.output)
+    _say(f"{a.output}/comparison.md: {len(rows)} losses")
+    print((Path(a.output) / "comparison.md").read_text(), end="")
 
 
 def cmd_report(a) -> None:
@@ -285,19 +324,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--datalist", required=True)
     s.set_defaults(func=cmd_dataset)
 
-    s = sub.add_parser("train", help="train the 3D U-Net on a datalist")
+    s = sub.add_parser("train", help="train the 3D U-Net on a datalist",
+                       description="Train on the datalist's training samples, validate on whole "
+                       "validation samples; writes checkpoint.pt (best validation mean of helix and "
+                       "sheet F1, a model card with weights), last.pt (resumable: rerun the same command "
+                       "after an interruption), metrics.jsonl, training_curve.png, model_card.json.")
     s.add_argument("--datalist", required=True)
     s.add_argument("--out-dir", required=True)
-    s.add_argument("--preset", default="small")
-    s.add_argument("--loss", default="focal_dice", help="ce, focal, dice, ce_dice or focal_dice")
+    s.add_argument("--preset", default="small", help="network preset: small (default) or deepssetracer")
+    s.add_argument("--loss", default="focal_dice", help="ce, focal, dice, ce_dice or focal_dice (default)")
+    s.add_argument("--focal-gamma", type=float, default=2.0)
+    s.add_argument("--focal-alpha", help="per-class focal weights other,helix,sheet (default none)")
+    s.add_argument("--loss-weights", default="1,1", help="weights of the two parts of ce_dice/focal_dice")
     s.add_argument("--voxel-size", type=float, default=2.0, help="working voxel size in Å (default 2.0)")
-    s.add_argument("--patch", type=int, default=32)
+    s.add_argument("--patch", type=int, default=32, help="patch side in working voxels (default 32)")
     s.add_argument("--batch", type=int, default=4)
     s.add_argument("--steps", type=int, default=600)
+    s.add_argument("--optimizer", default="adamw", help="adamw (one-cycle) or sgd (poly)")
     s.add_argument("--lr", type=float, default=2e-3)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--val-every", type=int, default=100)
+    s.add_argument("--checkpoint-every", type=int, default=50, help="steps between resumable checkpoints")
+    s.add_argument("--patience", type=int, default=0,
+                   help="stop after this many validations without better sheet F1 (0: never)")
     s.add_argument("--max-minutes", type=float, default=0.0, help="stop after this long (0: no limit)")
+    s.add_argument("--init", help="start from this checkpoint's weights (fine-tuning)")
+    s.add_argument("--no-resume", action="store_true", help="ignore OUT_DIR/last.pt")
+    s.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
+    s.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     s.add_argument("--threads", type=int, default=0)
     s.set_defaults(func=cmd_train)
 
@@ -318,8 +372,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--truth", required=True)
     s.add_argument("--id", help="sample id recorded in the JSON")
     s.add_argument("--density", help="density map, recorded so that reports can draw it")
+    s.add_argument("--model", help="atomic model: also score residues (majority of predicted voxels "
+                   "within 3 Å of each residue's heavy atoms vs its DSSP class)")
+    s.add_argument("--chain", help="with --model: only this chain")
+    s.add_argument("--sse", help="with --model: per-residue table from 'cryosse sse' (default: run DSSP)")
     s.add_argument("--json", help="also write the scores as JSON")
     s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("score", help="predict and score every sample of a datalist split",
+                       description="Voxel F1 (pooled and mean over samples) and residue F1 of a "
+                       "checkpoint on the train, val or test split of a datalist, as JSON.")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--datalist", required=True)
+    s.add_argument("--split", default="test", choices=["train", "val", "test"])
+    s.add_argument("--device", default=None)
+    s.add_argument("-o", "--output", required=True, help="output JSON")
+    s.set_defaults(func=cmd_score)
+
+    s = sub.add_parser("compare-losses", help="table and bar chart of scores per loss")
+    s.add_argument("scores", nargs="+", help="JSON files from 'cryosse score'")
+    s.add_argument("-o", "--output", required=True, help="output folder")
+    s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("report", help="aggregate evaluations into a report with figures")
     s.add_argument("evals", nargs="+")

@@ -15,7 +15,8 @@ from .errors import InputError
 from .io import Map, atomic_path, read_map, write_json, write_text
 from .train.metrics import CLASS3, confusion, prf_from_confusion
 
-__all__ = ["evaluate_maps", "format_table", "write_report", "same_grid"]
+__all__ = ["evaluate_maps", "format_table", "write_report", "same_grid", "evaluate_residues",
+           "score_checkpoint", "compare_scores"]
 
 
 def same_grid(a: Map, b: Map, path_b: str = "truth") -> None:
@@ -103,6 +104,7 @@ def write_report(eval_jsons: list[str | os.PathLike], out_dir: str | os.PathLike
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cm = np.zeros((3, 3), np.int64)
+    res_cm = np.zeros((3, 3), np.int64)
     per_sample = {}
     richest, richest_n = None, -1
     for p in sorted(Path(e) for e in eval_jsons):
@@ -113,10 +115,15 @@ def write_report(eval_jsons: list[str | os.PathLike], out_dir: str | os.PathLike
             richest, richest_n = (sid, ev["density"], ev["truth"], ev["prediction"]), n_sse
         cm += np.asarray(ev["confusion"], np.int64)
         per_sample[sid] = {c: ev["classes"][c]["f1"] for c in CLASS3}
+        if "residues" in ev:
+            res_cm += np.asarray(ev["residues"]["confusion"], np.int64)
     pooled = prf_from_confusion(cm)
     mean = {c: float(np.nanmean([s[c] for s in per_sample.values()])) if per_sample else float("nan")
             for c in CLASS3}
     result = {"pooled": pooled, "mean_f1": mean, "per_sample": per_sample, "n_samples": len(per_sample)}
+    residues = prf_from_confusion(res_cm) if res_cm.sum() else None
+    if residues:
+        result["residues_pooled"] = residues
     write_json(out / "f1.json", result)
     _bar_chart(out / "f1.png", pooled, mean)
     figure_sample = figure_sample or richest
@@ -131,6 +138,13 @@ def write_report(eval_jsons: list[str | os.PathLike], out_dir: str | os.PathLike
     for c in ("helix", "sheet", "other"):
         s = pooled[c]
         lines.append(f"| {c} | {_fmt(s['precision'])} | {_fmt(s['recall'])} | {_fmt(s['f1'])} | {_fmt(mean[c])} |")
+    if residues:
+        lines += ["", "Residue level (a residue takes the majority class of predicted voxels within 3 Å "
+                  "of its heavy atoms; truth: its DSSP class):", "",
+                  "| class | precision | recall | F1 | residues |", "|---|---|---|---|---|"]
+        for c in ("helix", "sheet", "other"):
+            s = residues[c]
+            lines.append(f"| {c} | {_fmt(s['precision'])} | {_fmt(s['recall'])} | {_fmt(s['f1'])} | {s['support']} |")
     lines += ["", "![F1 per class](f1.png)", ""]
     if figure_sample:
         lines += [f"![slice of {figure_sample[0]}](slice.png)", ""]
@@ -148,3 +162,118 @@ def write_report(eval_jsons: list[str | os.PathLike], out_dir: str | os.PathLike
         lines.append(f"| {sid} | {_fmt(s['helix'])} | {_fmt(s['sheet'])} | {_fmt(s['other'])} |")
     write_text(out / "report.md", "\n".join(lines) + "\n")
     return result
+
+
+# ----------------------------------------------------------------------------- residues
+
+def residue_truth(structure, chain: str | None, sse) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Heavy-atom positions, their residue index and each residue's DSSP class (0 other,
+    1 helix, 2 sheet) for one chain (or all protein chains when ``chain`` is None)."""
+    from .io import protein_atoms
+    from .sse import sse_class_of
+
+    atoms = protein_atoms(structure, [chain] if chain else None)
+    by_key = {r.key: sse_class_of(r.dssp) for r in sse}
+    cls = np.array([by_key.get((c, n, i), 3) for c, n, i, _ in atoms.residues], np.int64)
+    three = np.where(cls == 1, 1, np.where(cls == 2, 2, 0))
+    return atoms.xyz, atoms.residue, three
+
+
+def evaluate_residues(pred: Map, structure, chain: str | None, sse, radius_a: float = 3.0) -> dict:
+    """Residue-level scores of a predicted label map (see :func:`cryosse.train.metrics.residue_scores`)."""
+    from .train.metrics import residue_scores
+
+    xyz, residue, truth = residue_truth(structure, chain, sse)
+    return residue_scores(pred, xyz, residue, truth, radius_a)
+
+
+def _sample_context(image: str) -> dict:
+    meta = Path(image).with_name("meta.json")
+    return json.loads(meta.read_text()) if meta.is_file() else {}
+
+
+def score_checkpoint(checkpoint: str | os.PathLike, datalist: str | os.PathLike, split: str = "test",
+                     device: str | None = None) -> dict:
+    """Predict every sample of a datalist split with a checkpoint and score it: pooled and
+    mean-over-samples voxel F1, and residue-level F1 where the sample's model is known."""
+    from .predict import predict_map
+    from .train.checkpoint import load_checkpoint
+    from .train.loop import load_datalist
+    from .io import read_model
+    from .sse import read_sse
+
+    key = {"train": "training", "val": "validation", "test": "test"}.get(split, split)
+    items = load_datalist(datalist).get(key, [])
+    if not items:
+        raise InputError(datalist, f"no samples in split {split!r}")
+    net, card, _ = load_checkpoint(checkpoint)
+    vox_cm = np.zeros((3, 3), np.int64)
+    res_cm = np.zeros((3, 3), np.int64)
+    per_sample = {}
+    for it in items:
+        dens, truth = read_map(it["image"]), read_map(it["label"])
+        pred = predict_map(dens, net, card, device=device).labels
+        ev = evaluate_maps(pred, truth)
+        vox_cm += np.asarray(ev["confusion"])
+        row = {f"voxel_{c}_f1": ev["classes"][c]["f1"] for c in CLASS3}
+        ctx = _sample_context(it["image"])
+        if ctx.get("model") and ctx.get("sse") and Path(ctx["model"]).is_file():
+            rs = evaluate_residues(pred, read_model(ctx["model"]), ctx.get("chain"), read_sse(ctx["sse"]))
+            res_cm += np.asarray(rs["confusion"])
+            row.update({f"residue_{c}_f1": rs["classes"][c]["f1"] for c in CLASS3})
+        per_sample[it["id"]] = row
+    out = {"checkpoint": str(checkpoint), "loss": card.get("loss"), "preset": card["arch"].get("preset"),
+           "split": split, "n_samples": len(items), "per_sample": per_sample,
+           "voxel": prf_from_confusion(vox_cm), "voxel_confusion": vox_cm.tolist(),
+           "voxel_mean_f1": {c: float(np.nanmean([r[f"voxel_{c}_f1"] for r in per_sample.values()]))
+                             for c in CLASS3}}
+    if res_cm.sum():
+        out["residue"] = prf_from_confusion(res_cm)
+        out["residue_confusion"] = res_cm.tolist()
+    return out
+
+
+def compare_scores(score_jsons: list[str | os.PathLike], out_dir: str | os.PathLike) -> list[dict]:
+    """Table (``comparison.md``, ``comparison.tsv``) and bar chart (``comparison.png``) of
+    helix/sheet F1 per loss (or per checkpoint), as in Mu et al. 2024 (Fig. 2)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .io import write_tsv
+
+    rows = []
+    for p in score_jsons:
+        s = json.loads(Path(p).read_text())
+        row = {"loss": s.get("loss") or Path(p).parent.name, "n_test": s["n_samples"]}
+        for c in ("helix", "sheet"):
+            row[f"voxel_{c}_f1"] = s["voxel"][c]["f1"]
+            row[f"voxel_{c}_precision"] = s["voxel"][c]["precision"]
+            row[f"voxel_{c}_recall"] = s["voxel"][c]["recall"]
+            row[f"residue_{c}_f1"] = s.get("residue", {}).get(c, {}).get("f1", float("nan"))
+        rows.append(row)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_tsv(out / "comparison.tsv", [{k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()}
+                                       for r in rows])
+    ce = next((r for r in rows if r["loss"] == "ce"), None)
+    lines = ["| loss | voxel F1 helix | voxel F1 sheet | residue F1 helix | residue F1 sheet | sheet F1 vs ce |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        rel = (f"{100 * (r['voxel_sheet_f1'] - ce['voxel_sheet_f1']) / ce['voxel_sheet_f1']:+.1f} %"
+               if ce and ce["voxel_sheet_f1"] > 0 else "n/a")
+        lines.append(f"| {r['loss']} | {_fmt(r['voxel_helix_f1'])} | {_fmt(r['voxel_sheet_f1'])} | "
+                     f"{_fmt(r['residue_helix_f1'])} | {_fmt(r['residue_sheet_f1'])} | {rel} |")
+    write_text(out / "comparison.md", "\n".join(lines) + "\n")
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    x = np.arange(len(rows))
+    ax.bar(x - 0.2, [r["voxel_helix_f1"] for r in rows], 0.4, color="tab:red", label="helix")
+    ax.bar(x + 0.2, [r["voxel_sheet_f1"] for r in rows], 0.4, color="tab:blue", label="sheet")
+    ax.set_xticks(x, [r["loss"] for r in rows])
+    ax.set(ylim=(0, 1), ylabel="voxel F1 (test split)", title="loss comparison")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(out / "comparison.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return rows

@@ -18,6 +18,7 @@ wildcard_constraints:
     entry=r"[A-Za-z0-9][A-Za-z0-9-]*",
     chain=r"[A-Za-z0-9]+",
     sample=r"[A-Za-z0-9][A-Za-z0-9-]*_[A-Za-z0-9]+",
+    loss=r"ce|focal|dice|ce_dice|focal_dice",
 
 
 def model_path(wildcards):

@@ -17,17 +17,20 @@ rule predict_component:
 
 rule evaluate_component:
     input:
-        component="results/components/{sample}",
-        labels="results/predictions/{sample}/labels.mrc",
+        component="results/components/{entry}_{chain}",
+        labels="results/predictions/{entry}_{chain}/labels.mrc",
+        model=model_path,
+        sse="results/sse/{entry}.tsv",
     output:
-        "results/evaluation/{sample}.json",
+        "results/evaluation/{entry}_{chain}.json",
     log:
-        "logs/evaluate/{sample}.log",
+        "logs/evaluate/{entry}_{chain}.log",
     conda:
         "../../envs/cryosse.yaml"
     shell:
         "cryosse evaluate --prediction {input.labels} --truth {input.component}/labels.mrc "
-        "--density {input.component}/density.mrc --id {wildcards.sample} --json {output} > {log} 2>&1"
+        "--density {input.component}/density.mrc --model {input.model} --chain {wildcards.chain} "
+        "--sse {input.sse} --id {wildcards.entry}_{wildcards.chain} --json {output} > {log} 2>&1"
 
 
 rule report:

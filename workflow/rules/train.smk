@@ -16,6 +16,7 @@ rule train:
         lr=config["train"]["lr"],
         seed=config["train"]["seed"],
         val_every=config["train"]["val_every"],
+        patience=config["train"]["patience"],
         max_minutes=config["train"]["max_minutes"],
     threads: 2
     log:
@@ -28,4 +29,4 @@ rule train:
         "cryosse train --datalist {input.datalist} --out-dir results/model --preset {params.preset} "
         "--loss {params.loss} --voxel-size {params.voxel} --patch {params.patch} --batch {params.batch} "
         "--steps {params.steps} --lr {params.lr} --seed {params.seed} --val-every {params.val_every} "
-        "--max-minutes {params.max_minutes} --threads {threads} 2> {log}"
+        "--patience {params.patience} --max-minutes {params.max_minutes} --threads {threads} 2> {log}"

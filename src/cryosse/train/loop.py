@@ -1,10 +1,17 @@
 """The training loop: class-aware patch sampling, grid-respecting augmentation, validation on
-whole held-out components, metrics log, training curve and a model-card checkpoint."""
+whole held-out components, early stopping, exact resume, metrics log, training curve and a
+model-card checkpoint.
+
+Files in ``out_dir``: ``checkpoint.pt`` (best on validation: mean of helix and sheet F1),
+``last.pt`` (everything needed to resume: weights, optimiser, schedule, step, random states,
+log), ``metrics.jsonl`` (one line per validation), ``training_curve.png``, ``model_card.json``.
+A run killed at any moment (even ``kill -9``) and started again with the same arguments resumes
+from ``last.pt`` and ends with exactly the weights an uninterrupted run would have.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import random
 import sys
@@ -17,15 +24,15 @@ import torch
 
 from .. import DATA_CONTRACT_VERSION, __version__
 from ..errors import InputError
-from ..io import write_json, write_text
-from .checkpoint import save_checkpoint
+from ..io import read_map, write_json, write_text
+from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from .data import Sample, load_sample
 from .infer import sliding_window_probs
-from .losses import make_loss
+from .losses import LOSSES, make_loss
 from .metrics import CLASS3, confusion, prf_from_confusion
 from .network import PRESETS, build_network
 
-__all__ = ["TrainConfig", "train", "load_datalist"]
+__all__ = ["TrainConfig", "train", "load_datalist", "evaluate_samples"]
 
 
 @dataclass(frozen=True)
@@ -36,15 +43,21 @@ class TrainConfig:
     patch: int = 32                    # voxels per side on the working grid
     batch: int = 4
     steps: int = 600
+    optimizer: str = "adamw"           # adamw (one-cycle schedule) or sgd (poly schedule)
     lr: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 0
     val_every: int = 100
+    checkpoint_every: int = 50         # steps between resumable checkpoints (last.pt)
+    patience: int = 0                  # validations without better sheet F1 before stopping (0: never)
     max_minutes: float = 0.0           # 0: no time limit
     focal_gamma: float = 2.0
+    focal_alpha: tuple[float, ...] | None = None
     loss_weights: tuple[float, float] = (1.0, 1.0)
     oversample: dict = field(default_factory=lambda: {"helix": 0.33, "sheet": 0.33})
     augment: bool = True
+    device: str = "auto"               # auto, cpu or cuda; AMP (bf16/fp16 autocast) on CUDA
+    amp: bool = True
 
 
 def load_datalist(path: str | os.PathLike) -> dict:
@@ -52,7 +65,7 @@ def load_datalist(path: str | os.PathLike) -> dict:
     try:
         dl = json.loads(p.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(p, f"not a readable datalist ({exc})") from None
+        raise InputError(p, f"not a readable datalist ({' '.join(str(exc).split())})") from None
     base = p.resolve().parent
     for key in ("training", "validation", "test"):
         for item in dl.get(key, []):
@@ -63,8 +76,13 @@ def load_datalist(path: str | os.PathLike) -> dict:
     return dl
 
 
-def _file_hash(path: str | os.PathLike) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+def _data_hash(datalist_path: str | os.PathLike) -> str:
+    """sha256 of the datalist and, when beside it, the manifest (first 16 hex digits)."""
+    h = hashlib.sha256(Path(datalist_path).read_bytes())
+    manifest = Path(datalist_path).with_name("manifest.tsv")
+    if manifest.is_file():
+        h.update(manifest.read_bytes())
+    return h.hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -83,12 +101,18 @@ def _proper_rotation(rng: random.Random) -> tuple[tuple[int, int, int], tuple[bo
 
 
 def _augment(x: np.ndarray, y: np.ndarray, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation on the grid; resolution (blur), contrast, offset and noise changes."""
+    from scipy.ndimage import gaussian_filter
+
     perm, flips = _proper_rotation(rng)
     x, y = x.transpose(perm), y.transpose(perm)
     axes = tuple(a for a, f in enumerate(flips) if f)
     if axes:
         x, y = np.flip(x, axes), np.flip(y, axes)
-    # intensity: global scale/offset and a little white noise (all on z-scored input)
+    x = np.ascontiguousarray(x, np.float32)
+    if rng.random() < 0.3:  # a lower resolution: blur by up to 1 working voxel
+        x = gaussian_filter(x, rng.uniform(0.3, 1.0))
+        x = (x - x.mean()) / (x.std() + 1e-6)
     x = x * rng.uniform(0.8, 1.2) + rng.uniform(-0.2, 0.2)
     x = x + np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(0, 0.2), x.shape)
     return np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y)
@@ -111,8 +135,8 @@ def _patch(s: Sample, centre: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarra
 
 class PatchSampler:
     """Patches with class-aware oversampling: a patch is centred on a random helix voxel with
-    probability ``oversample['helix']``, on a sheet voxel with ``oversample['sheet']``, else
-    anywhere in a random sample."""
+    probability ``oversample['helix']``, on a sheet voxel with ``oversample['sheet']`` (sheet
+    voxels are rare), else anywhere in a random sample."""
 
     def __init__(self, samples: list[Sample], cfg: TrainConfig, rng: random.Random):
         self.samples, self.cfg, self.rng = samples, cfg, rng
@@ -145,23 +169,24 @@ class PatchSampler:
 
 # ----------------------------------------------------------------------------- loop
 
-def evaluate_samples(net, samples: list[Sample], tile: int, divisor: int) -> dict:
+def evaluate_samples(net, samples: list[Sample], tile: int, divisor: int, device="cpu",
+                     amp: bool = False) -> dict:
     """Pooled voxel precision/recall/F1 (three classes) over whole samples."""
     cm = np.zeros((3, 3), np.int64)
     for s in samples:
         probs = sliding_window_probs(net, s.x, tile=tile, overlap=0.25, divisor=divisor,
-                                     pad_value=s.pad_value)
+                                     pad_value=s.pad_value, device=device, amp=amp)
         cm += confusion(probs.argmax(0).astype(np.uint8), s.y)
     return prf_from_confusion(cm)
 
 
-def _progress(step: int, total: int, t0: float, loss: float) -> None:
+def _progress(step: int, total: int, t0: float, loss: float, start: int) -> None:
     """A progress bar on a terminal; a line every 5% of the steps in a log file."""
     tty = sys.stderr.isatty()
     if not tty and step % max(1, total // 20) and step != total:
         return
     el = time.time() - t0
-    eta = el / max(step, 1) * (total - step)
+    eta = el / max(step - start, 1) * (total - step)
     bar = "#" * int(30 * step / total)
     lead = "\r" if tty else ""
     print(f"{lead}[{bar:<30}] step {step}/{total} loss {loss:.4f} "
@@ -169,14 +194,47 @@ def _progress(step: int, total: int, t0: float, loss: float) -> None:
           file=sys.stderr, flush=True)
 
 
+def _make_optimizer(net, cfg: TrainConfig):
+    if cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps,
+                                                    pct_start=0.1)
+    elif cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.99, nesterov=True,
+                              weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=cfg.steps, power=0.9)
+    else:
+        raise InputError("train.optimizer", f"unknown optimizer {cfg.optimizer!r} (adamw, sgd)")
+    return opt, sched
+
+
+def _rng_state(rng: random.Random) -> dict:
+    version, state, gauss = rng.getstate()
+    return {"python": [version, list(state), gauss], "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(rng: random.Random, st: dict) -> None:
+    version, state, gauss = st["python"]
+    rng.setstate((version, tuple(state), gauss))
+    torch.set_rng_state(st["torch"])
+
+
 def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
-          cfg: TrainConfig = TrainConfig()) -> dict:
-    """Train a U-Net on a datalist; write ``checkpoint.pt`` (best on validation),
-    ``metrics.jsonl``, ``training_curve.png`` and ``model_card.json`` into ``out_dir``."""
+          cfg: TrainConfig = TrainConfig(), *, init: str | os.PathLike | None = None,
+          resume: bool = True) -> dict:
+    """Train a U-Net on a datalist (see module doc for the files written).
+
+    ``init``: start from another checkpoint's weights (fine-tuning); it must have the same
+    classes and data voxel size. ``resume``: continue from ``out_dir/last.pt`` if present.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.preset not in PRESETS:
         raise InputError("train.preset", f"unknown preset {cfg.preset!r} ({', '.join(PRESETS)})")
+    if cfg.loss not in LOSSES:
+        raise InputError("train.loss", f"unknown loss {cfg.loss!r} ({', '.join(LOSSES)})")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    use_amp = cfg.amp and device == "cuda"
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -184,69 +242,128 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
     dl = load_datalist(datalist_path)
     load = lambda items: [load_sample(it["id"], it["image"], it["label"], cfg.voxel_size_a) for it in items]  # noqa: E731
     train_s, val_s = load(dl["training"]), load(dl.get("validation", []))
-    from ..io import read_map
     data_voxel = float(read_map(dl["training"][0]["image"]).voxel_size_a[0])
     arch = dict(PRESETS[cfg.preset], n_classes=3, preset=cfg.preset)
     net = build_network(arch)
     divisor = net.divisor
     if cfg.patch % divisor:
         raise InputError("train.patch", f"patch {cfg.patch} is not a multiple of {divisor}")
-    loss_fn = make_loss(cfg.loss, gamma=cfg.focal_gamma, weights=tuple(cfg.loss_weights))
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps,
-                                                pct_start=0.1)
-    sampler = PatchSampler(train_s, cfg, rng)
+    alpha = list(cfg.focal_alpha) if cfg.focal_alpha else None
+    loss_fn = make_loss(cfg.loss, gamma=cfg.focal_gamma, alpha=alpha, weights=tuple(cfg.loss_weights))
     card = {
         "cryosse_version": __version__, "data_contract": DATA_CONTRACT_VERSION,
         "arch": arch, "classes": list(CLASS3), "label_codes": {"other": [0, 3], "helix": [1], "sheet": [2]},
         "voxel_size_a": cfg.voxel_size_a, "data_voxel_size_a": data_voxel,
         "normalisation": "resample to voxel_size_a (trilinear), then z-score over the whole box",
         "tile": max(cfg.patch * 2, 64), "loss": cfg.loss, "train_config": asdict(cfg),
-        "datalist_sha256": _file_hash(datalist_path),
+        "data_sha256": _data_hash(datalist_path),
         "n_train": len(train_s), "n_val": len(val_s), "torch": str(torch.__version__),
+        "device": device, "amp": use_amp,
     }
+    if init:
+        init_net, init_card, _ = load_checkpoint(init)
+        check_compatible(init_card, classes=list(CLASS3), voxel_size_a=data_voxel, path=str(init))
+        if init_card["arch"] != arch:
+            raise InputError(init, f"architecture {init_card['arch'].get('preset')} differs from {cfg.preset}")
+        net.load_state_dict(init_net.state_dict())
+        card["init_checkpoint"] = {"path": str(init), "data_sha256": init_card.get("data_sha256"),
+                                   "loss": init_card.get("loss"), "step": init_card.get("step")}
+    net = net.to(device)
+    opt, sched = _make_optimizer(net, cfg)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    sampler = PatchSampler(train_s, cfg, rng)
     metrics_path = out / "metrics.jsonl"
-    log_lines: list[str] = []
-    best, best_score = None, -1.0
-    t0 = time.time()
-    running = []
-    step = 0
-    for step in range(1, cfg.steps + 1):
+    state = {"step": 0, "log": [], "best_score": -1.0, "best": None, "best_sheet": -1.0,
+             "since_better": 0, "running": [], "elapsed": 0.0}
+    last = out / "last.pt"
+    if resume and last.is_file():
+        try:
+            blob = torch.load(last, map_location=device, weights_only=True)
+        except Exception as exc:
+            raise InputError(last, f"cannot be read to resume ({' '.join(str(exc).split())[:160]}); "
+                                   "delete it to start afresh") from None
+        check_compatible(blob["card"], classes=list(CLASS3), voxel_size_a=data_voxel, path=str(last))
+        if blob["card"]["train_config"] != card["train_config"] or blob["card"]["data_sha256"] != card["data_sha256"]:
+            print(f"{last}: written by a run with other settings or data; starting afresh", file=sys.stderr)
+            blob = None
+    else:
+        blob = None
+    if blob is not None:
+        net.load_state_dict(blob["state_dict"])
+        opt.load_state_dict(blob["optimizer"])
+        sched.load_state_dict(blob["scheduler"])
+        if "scaler" in blob:
+            scaler.load_state_dict(blob["scaler"])
+        _set_rng_state(rng, blob["rng"])
+        state = blob["state"]
+        print(f"resuming from {last} at step {state['step']}", file=sys.stderr)
+
+    def save_last() -> None:
+        save_checkpoint(last, net, card, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                        scaler=scaler.state_dict(), rng=_rng_state(rng),
+                        state=dict(state, elapsed=state["elapsed"] + time.time() - t_mark))
+
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp)
+    t0 = time.time() - state["elapsed"]
+    t_mark = time.time()
+    start = state["step"]
+    stop_reason = ""
+    while state["step"] < cfg.steps:
+        step = state["step"] + 1
         net.train()
         x, y = sampler.batch()
-        loss = loss_fn(net(x), y)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast:
+            logits = net(x)
+        loss = loss_fn(logits.float(), y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         sched.step()
-        running.append(float(loss))
-        _progress(step, cfg.steps, t0, float(np.mean(running[-20:])))
+        state["step"] = step
+        state["running"] = (state["running"] + [float(loss.detach())])[-cfg.val_every:]
+        _progress(step, cfg.steps, t0, float(np.mean(state["running"][-20:])), start)
         over_time = cfg.max_minutes > 0 and time.time() - t0 > 60 * cfg.max_minutes
         if step % cfg.val_every == 0 or step == cfg.steps or over_time:
             rec = {"step": step, "time_s": round(time.time() - t0, 1),
-                   "train_loss": float(np.mean(running[-cfg.val_every:])), "lr": sched.get_last_lr()[0]}
+                   "train_loss": float(np.mean(state["running"])), "lr": float(sched.get_last_lr()[0])}
             if val_s:
-                scores = evaluate_samples(net, val_s, card["tile"], divisor)
-                rec.update({f"val_{c}_f1": scores[c]["f1"] for c in CLASS3})
-                score = np.nansum([scores["helix"]["f1"], scores["sheet"]["f1"]])
+                scores = evaluate_samples(net, val_s, card["tile"], divisor, device, use_amp)
+                rec.update({f"val_{c}_{k}": scores[c][k] for c in CLASS3 for k in ("precision", "recall", "f1")})
+                score = float(np.nanmean([scores["helix"]["f1"], scores["sheet"]["f1"]]))
+                sheet = scores["sheet"]["f1"]
             else:
-                score = -float(rec["train_loss"])
-            log_lines.append(json.dumps(rec))
-            write_text(metrics_path, "\n".join(log_lines) + "\n")
-            if score > best_score:
-                best_score, best = score, rec
+                score = sheet = -rec["train_loss"]
+            state["log"].append(rec)
+            write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in state["log"]))
+            if score > state["best_score"]:
+                state["best_score"], state["best"] = score, rec
                 save_checkpoint(out / "checkpoint.pt", net, dict(card, metrics=rec, step=step))
+            if sheet > state["best_sheet"]:
+                state["best_sheet"], state["since_better"] = sheet, 0
+            else:
+                state["since_better"] += 1
             print(f"  step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in rec.items()
-                                                 if isinstance(v, float)), file=sys.stderr)
-        if over_time:
-            print(f"stopping: time budget of {cfg.max_minutes} min reached", file=sys.stderr)
+                                                 if isinstance(v, float) and ("f1" in k or "loss" in k)),
+                  file=sys.stderr)
+            if cfg.patience and state["since_better"] >= cfg.patience:
+                stop_reason = f"early stop: no better validation sheet F1 in {cfg.patience} validations"
+            if over_time:
+                stop_reason = f"time budget of {cfg.max_minutes} min reached"
+        if step % cfg.checkpoint_every == 0 or stop_reason:
+            save_last()
+        if stop_reason:
+            print(f"stopping at step {step}: {stop_reason}", file=sys.stderr)
             break
-    card = dict(card, metrics=best, step=best["step"] if best else step,
+    save_last()
+    best = state["best"]
+    card = dict(card, metrics=best, step=best["step"] if best else state["step"],
+                steps_run=state["step"], stop_reason=stop_reason or "all steps done",
                 train_time_s=round(time.time() - t0, 1))
     # the best checkpoint gets the final card (train time), weights untouched
-    blob = torch.load(out / "checkpoint.pt", weights_only=True)
-    net.load_state_dict(blob["state_dict"])
-    save_checkpoint(out / "checkpoint.pt", net, card)
+    best_net, _, _ = load_checkpoint(out / "checkpoint.pt")
+    save_checkpoint(out / "checkpoint.pt", best_net, card)
     write_json(out / "model_card.json", card)
     plot_curve(metrics_path, out / "training_curve.png")
     return card
