@@ -54,9 +54,22 @@ def test_focal_with_gamma_zero_is_cross_entropy():
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_network_shapes(preset):
     net = build_network(dict(PRESETS[preset], n_classes=3)).eval()
+    d = net.divisor
     with torch.no_grad():
-        out = net(torch.zeros(1, 1, 16, 24, 8))
-    assert out.shape == (1, 3, 16, 24, 8)
+        out = net(torch.zeros(1, 1, d, 3 * d, 2 * d))
+    assert out.shape == (1, 3, d, 3 * d, 2 * d)
+
+
+def test_default_network_is_far_cheaper_than_deepssetracer():
+    import sys
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "bench"))
+    from bench_train import flops_per_voxel
+    from cryosse.train.loop import TrainConfig
+
+    default = flops_per_voxel(build_network(dict(PRESETS[TrainConfig().preset], n_classes=3)))
+    dst = flops_per_voxel(build_network(dict(PRESETS["deepssetracer"], n_classes=3)))
+    assert dst == pytest.approx(1.61e6, rel=0.02)  # the published layout's cost (SCIENCE.md)
+    assert dst / default >= 10
 
 
 def test_augmentation_uses_proper_rotations_only():

@@ -257,13 +257,12 @@ def compare_scores(score_jsons: list[str | os.PathLike], out_dir: str | os.PathL
     write_tsv(out / "comparison.tsv", [{k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()}
                                        for r in rows])
     ce = next((r for r in rows if r["loss"] == "ce"), None)
-    lines = ["| loss | voxel F1 helix | voxel F1 sheet | residue F1 helix | residue F1 sheet | sheet F1 vs ce |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| loss | voxel F1 helix | voxel F1 sheet | residue F1 helix | residue F1 sheet | "
+             "sheet F1 vs ce (points) |", "|---|---|---|---|---|---|"]
     for r in rows:
-        rel = (f"{100 * (r['voxel_sheet_f1'] - ce['voxel_sheet_f1']) / ce['voxel_sheet_f1']:+.1f} %"
-               if ce and ce["voxel_sheet_f1"] > 0 else "n/a")
+        diff = f"{100 * (r['voxel_sheet_f1'] - ce['voxel_sheet_f1']):+.1f}" if ce else "n/a"
         lines.append(f"| {r['loss']} | {_fmt(r['voxel_helix_f1'])} | {_fmt(r['voxel_sheet_f1'])} | "
-                     f"{_fmt(r['residue_helix_f1'])} | {_fmt(r['residue_sheet_f1'])} | {rel} |")
+                     f"{_fmt(r['residue_helix_f1'])} | {_fmt(r['residue_sheet_f1'])} | {diff} |")
     write_text(out / "comparison.md", "\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
     x = np.arange(len(rows))

@@ -37,18 +37,18 @@ __all__ = ["TrainConfig", "train", "load_datalist", "evaluate_samples"]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    preset: str = "small"
+    preset: str = "resunet"
     loss: str = "focal_dice"
     voxel_size_a: float = 2.0          # working grid of the network
     patch: int = 32                    # voxels per side on the working grid
     batch: int = 4
-    steps: int = 600
+    steps: int = 3000
     optimizer: str = "adamw"           # adamw (one-cycle schedule) or sgd (poly schedule)
     lr: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 0
-    val_every: int = 100
-    checkpoint_every: int = 50         # steps between resumable checkpoints (last.pt)
+    val_every: int = 500
+    checkpoint_every: int = 250        # steps between resumable checkpoints (last.pt)
     patience: int = 0                  # validations without better sheet F1 before stopping (0: never)
     max_minutes: float = 0.0           # 0: no time limit
     focal_gamma: float = 2.0
@@ -56,7 +56,7 @@ class TrainConfig:
     loss_weights: tuple[float, float] = (1.0, 1.0)
     oversample: dict = field(default_factory=lambda: {"helix": 0.33, "sheet": 0.33})
     augment: bool = True
-    device: str = "auto"               # auto, cpu or cuda; AMP (bf16/fp16 autocast) on CUDA
+    device: str = "auto"               # auto, cpu or cuda; AMP = bf16 autocast on CUDA (no scaler needed)
     amp: bool = True
 
 
@@ -270,7 +270,6 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
                                    "loss": init_card.get("loss"), "step": init_card.get("step")}
     net = net.to(device)
     opt, sched = _make_optimizer(net, cfg)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     sampler = PatchSampler(train_s, cfg, rng)
     metrics_path = out / "metrics.jsonl"
     state = {"step": 0, "log": [], "best_score": -1.0, "best": None, "best_sheet": -1.0,
@@ -292,15 +291,13 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
         net.load_state_dict(blob["state_dict"])
         opt.load_state_dict(blob["optimizer"])
         sched.load_state_dict(blob["scheduler"])
-        if "scaler" in blob:
-            scaler.load_state_dict(blob["scaler"])
         _set_rng_state(rng, blob["rng"])
         state = blob["state"]
         print(f"resuming from {last} at step {state['step']}", file=sys.stderr)
 
     def save_last() -> None:
         save_checkpoint(last, net, card, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                        scaler=scaler.state_dict(), rng=_rng_state(rng),
+                        rng=_rng_state(rng),
                         state=dict(state, elapsed=state["elapsed"] + time.time() - t_mark))
 
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp)
@@ -317,9 +314,8 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
             logits = net(x)
         loss = loss_fn(logits.float(), y)
         opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+        loss.backward()
+        opt.step()
         sched.step()
         state["step"] = step
         state["running"] = (state["running"] + [float(loss.detach())])[-cfg.val_every:]
