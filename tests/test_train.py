@@ -168,13 +168,13 @@ def test_resume_after_kill_is_exact(tiny_dataset, tmp_path):
 def test_train_each_loss(tiny_dataset, tmp_path, loss):
     from cryosse.train.loop import TrainConfig, train
     card = train(tiny_dataset / "datalist.json", tmp_path, TrainConfig(loss=loss, steps=3, batch=1,
-                                                                       val_every=3, patch=16))
+                                                                       val_every=3, patch=32))
     assert card["loss"] == loss and card["steps_run"] == 3
     assert np.isfinite(card["metrics"]["train_loss"])
 
 
 def test_early_stopping(tiny_dataset, tmp_path):
     from cryosse.train.loop import TrainConfig, train
-    card = train(tiny_dataset / "datalist.json", tmp_path, TrainConfig(steps=50, batch=1, patch=16, lr=0.0 + 1e-9,
+    card = train(tiny_dataset / "datalist.json", tmp_path, TrainConfig(steps=50, batch=1, patch=32, lr=1e-9,
                                                                        val_every=2, patience=2))
     assert card["steps_run"] < 50 and "early stop" in card["stop_reason"]

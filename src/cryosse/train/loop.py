@@ -248,6 +248,9 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
     divisor = net.divisor
     if cfg.patch % divisor:
         raise InputError("train.patch", f"patch {cfg.patch} is not a multiple of {divisor}")
+    if cfg.batch * (cfg.patch // divisor) ** 3 < 2 and arch.get("norm", "batch") == "batch":
+        raise InputError("train.patch", f"batch {cfg.batch} of {cfg.patch}^3 patches leaves one voxel "
+                                        f"per channel at the bottom of {cfg.preset}: use a larger patch or batch")
     alpha = list(cfg.focal_alpha) if cfg.focal_alpha else None
     loss_fn = make_loss(cfg.loss, gamma=cfg.focal_gamma, alpha=alpha, weights=tuple(cfg.loss_weights))
     card = {
