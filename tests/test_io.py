@@ -136,3 +136,12 @@ def test_cli_one_line_errors(tmp_path, structures_dir, args, expect):
     assert len(lines) == 1 and lines[0].startswith("cryosse: error: ")
     assert expect.format(**files) in lines[0]
     assert not files["out"].exists() or not any(files["out"].iterdir())
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path):
+    import os
+    import stat
+    write_map(_ramp_map(), tmp_path / "m.mrc")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "m.mrc").stat().st_mode) == 0o666 & ~umask
