@@ -170,13 +170,11 @@ def residue_truth(structure, chain: str | None, sse) -> tuple[np.ndarray, np.nda
     """Heavy-atom positions, their residue index and each residue's DSSP class (0 other,
     1 helix, 2 sheet) for one chain (or all protein chains when ``chain`` is None)."""
     from .io import protein_atoms
-    from .sse import sse_class_of
+    from .labels import residue_classes
+    from .train.metrics import to_three_class
 
     atoms = protein_atoms(structure, [chain] if chain else None)
-    by_key = {r.key: sse_class_of(r.dssp) for r in sse}
-    cls = np.array([by_key.get((c, n, i), 3) for c, n, i, _ in atoms.residues], np.int64)
-    three = np.where(cls == 1, 1, np.where(cls == 2, 2, 0))
-    return atoms.xyz, atoms.residue, three
+    return atoms.xyz, atoms.residue, to_three_class(residue_classes(atoms, sse)).astype(np.int64)
 
 
 def evaluate_residues(pred: Map, structure, chain: str | None, sse, radius_a: float = 3.0) -> dict:

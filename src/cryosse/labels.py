@@ -19,17 +19,24 @@ from . import BACKGROUND
 from .io import Map, ProteinAtoms
 from .sse import ResidueSSE, sse_class_of
 
-__all__ = ["atom_classes", "label_voxels", "nearest_atoms", "within", "DEFAULT_RADIUS_A"]
+__all__ = ["residue_classes", "atom_classes", "label_voxels", "nearest_atoms", "within", "DEFAULT_RADIUS_A"]
 
 DEFAULT_RADIUS_A = 3.0
+
+
+def residue_classes(atoms: ProteinAtoms, sse: list[ResidueSSE],
+                    class_map: dict[str, int] | None = None) -> np.ndarray:
+    """Class (1 helix, 2 sheet, 3 other) of each residue of ``atoms.residues``, from its DSSP
+    code (residues missing from ``sse``: other)."""
+    by_key = {r.key: sse_class_of(r.dssp, class_map) for r in sse}
+    return np.array([by_key.get((c, n, i), sse_class_of("-", class_map))
+                     for c, n, i, _ in atoms.residues], np.uint8)
 
 
 def atom_classes(atoms: ProteinAtoms, sse: list[ResidueSSE],
                  class_map: dict[str, int] | None = None) -> np.ndarray:
     """Class (1-3) of each atom, from the DSSP code of its residue (missing residues: other)."""
-    by_key = {r.key: sse_class_of(r.dssp, class_map) for r in sse}
-    res_class = np.array([by_key.get((c, n, i), sse_class_of("-", class_map))
-                          for c, n, i, _ in atoms.residues], np.uint8)
+    res_class = residue_classes(atoms, sse, class_map)
     return res_class[atoms.residue] if len(atoms.residue) else np.zeros(0, np.uint8)
 
 
