@@ -91,9 +91,9 @@ def cmd_crop(a) -> None:
     out.mkdir(parents=True, exist_ok=True)
     density = read_map(a.map)
     st = read_model(a.model)
-    atoms = protein_atoms(st, [a.chain])
     if a.chain not in {c.name for c in st[0]}:
         raise InputError(a.model, f"no protein chain named {a.chain}")
+    atoms = protein_atoms(st, [a.chain])
     cfg = ComponentConfig(zone_radius_a=a.zone_radius, margin_a=a.margin, multiple=a.multiple,
                           max_side=a.max_side, label_radius_a=a.radius)
     meta = {"id": sid, "entry": a.entry or "", "chain": a.chain, "pdb_id": a.pdb_id or "-",
