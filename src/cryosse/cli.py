@@ -297,10 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--entry")
     s.add_argument("--pdb-id")
     s.add_argument("--resolution", type=float, help="map resolution in Å, recorded in meta.json")
-    s.add_argument("--zone-radius", type=float, default=6.0)
-    s.add_argument("--margin", type=float, default=6.0)
-    s.add_argument("--multiple", type=int, default=8)
-    s.add_argument("--max-side", type=int, default=256)
+    from .components import ComponentConfig
+
+    c = ComponentConfig()
+    s.add_argument("--zone-radius", type=float, default=c.zone_radius_a)
+    s.add_argument("--margin", type=float, default=c.margin_a)
+    s.add_argument("--multiple", type=int, default=c.multiple)
+    s.add_argument("--max-side", type=int, default=c.max_side)
     label_args(s)
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.set_defaults(func=cmd_crop)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io import Map, atomic_path, read_map, write_json, write_text
+from .io import Map, pyplot, read_map, write_json, write_png, write_text
 from .train.metrics import CLASS3, confusion, prf_from_confusion
 
 __all__ = ["evaluate_maps", "format_table", "write_report", "same_grid", "evaluate_residues",
@@ -50,10 +50,9 @@ def format_table(scores: dict) -> str:
 
 
 def _slice_figure(png: Path, density: Map, truth: Map, pred: Map, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
+
+    plt = pyplot()
 
     # the z-slice with the most secondary structure in the truth
     sse = ((truth.data == 1) | (truth.data == 2)).sum(axis=(1, 2))
@@ -72,15 +71,11 @@ def _slice_figure(png: Path, density: Map, truth: Map, pred: Map, title: str) ->
         ax.set_yticks([])
     fig.suptitle(f"{title}: z-slice {k} (red helix, blue sheet, grey other protein)")
     fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    write_png(fig, png)
 
 
 def _bar_chart(png: Path, pooled: dict, mean: dict) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     classes = ["helix", "sheet", "other"]
     x = np.arange(len(classes))
@@ -91,9 +86,7 @@ def _bar_chart(png: Path, pooled: dict, mean: dict) -> None:
     ax.set(ylim=(0, 1), ylabel="voxel F1", title="test split")
     ax.legend()
     fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    write_png(fig, png)
 
 
 def write_report(eval_jsons: list[str | os.PathLike], out_dir: str | os.PathLike,
@@ -234,11 +227,9 @@ def score_checkpoint(checkpoint: str | os.PathLike, datalist: str | os.PathLike,
 def compare_scores(score_jsons: list[str | os.PathLike], out_dir: str | os.PathLike) -> list[dict]:
     """Table (``comparison.md``, ``comparison.tsv``) and bar chart (``comparison.png``) of
     helix/sheet F1 per loss (or per checkpoint), as in Mu et al. 2024 (Fig. 2)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from .io import write_tsv
+
+    plt = pyplot()
 
     rows = []
     for p in score_jsons:
@@ -270,7 +261,5 @@ def compare_scores(score_jsons: list[str | os.PathLike], out_dir: str | os.PathL
     ax.set(ylim=(0, 1), ylabel="voxel F1 (test split)", title="loss comparison")
     ax.legend()
     fig.tight_layout()
-    with atomic_path(out / "comparison.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    write_png(fig, out / "comparison.png")
     return rows

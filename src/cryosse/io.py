@@ -25,7 +25,7 @@ from .errors import InputError
 
 __all__ = [
     "Map", "read_map", "write_map", "read_model", "ProteinAtoms", "protein_atoms",
-    "atomic_path", "write_text", "write_json", "write_tsv", "read_tsv",
+    "atomic_path", "write_text", "write_json", "write_tsv", "read_tsv", "pyplot", "write_png",
 ]
 
 
@@ -160,6 +160,26 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def pyplot():
+    """matplotlib's pyplot with the non-interactive Agg backend (no display needed)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_png(fig, path: str | os.PathLike, dpi: int = 100) -> None:
+    """Save a matplotlib figure as PNG atomically, then close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

@@ -34,6 +34,7 @@ class Sample:
     y: np.ndarray           # three-class target (0 other, 1 helix, 2 sheet), same shape
     pad_value: float
     labels4: np.ndarray     # contract codes on the working grid
+    data_voxel_size_a: float  # voxel size of the tensors on disk (before resampling)
 
 
 def load_sample(sample_id: str, density_path: str, labels_path: str, voxel_size_a: float) -> Sample:
@@ -43,4 +44,5 @@ def load_sample(sample_id: str, density_path: str, labels_path: str, voxel_size_
         raise ValueError(f"{labels_path}: label grid {labs.data.shape} differs from density {dens.data.shape}")
     _, x, pad = prepare_density(dens, voxel_size_a)
     lab = resample(labs.with_data(labs.data.astype(np.uint8)), voxel_size_a, order=0).data
-    return Sample(sample_id, x, to_three_class(lab), pad, lab.astype(np.uint8))
+    return Sample(sample_id, x, to_three_class(lab), pad, lab.astype(np.uint8),
+                  float(dens.voxel_size_a[0]))

@@ -24,7 +24,7 @@ import torch
 
 from .. import DATA_CONTRACT_VERSION, __version__
 from ..errors import InputError
-from ..io import read_map, write_json, write_text
+from ..io import pyplot, write_json, write_png, write_text
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from .data import Sample, load_sample
 from .infer import sliding_window_probs
@@ -242,7 +242,7 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
     dl = load_datalist(datalist_path)
     load = lambda items: [load_sample(it["id"], it["image"], it["label"], cfg.voxel_size_a) for it in items]  # noqa: E731
     train_s, val_s = load(dl["training"]), load(dl.get("validation", []))
-    data_voxel = float(read_map(dl["training"][0]["image"]).voxel_size_a[0])
+    data_voxel = train_s[0].data_voxel_size_a
     arch = dict(PRESETS[cfg.preset], n_classes=3, preset=cfg.preset)
     net = build_network(arch)
     divisor = net.divisor
@@ -370,12 +370,7 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
 
 def plot_curve(metrics_path: str | os.PathLike, png: str | os.PathLike) -> None:
     """Training loss and validation F1 per class against step."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..io import atomic_path
-
+    plt = pyplot()
     recs = [json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line.strip()]
     steps = [r["step"] for r in recs]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -387,6 +382,4 @@ def plot_curve(metrics_path: str | os.PathLike, png: str | os.PathLike) -> None:
     a2.set(xlabel="step", ylabel="voxel F1", title="validation", ylim=(0, 1))
     a2.legend()
     fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    write_png(fig, png)
