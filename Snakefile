@@ -17,6 +17,7 @@ include: "workflow/rules/dataset.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/losses.smk"
+include: "workflow/rules/bundle.smk"
 
 
 rule all:

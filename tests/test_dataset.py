@@ -79,3 +79,34 @@ def test_stratified_split():
     splits = assign_splits(chains, list(range(40)), {"train": 0.6, "val": 0.2, "test": 0.2}, seed=3)
     for lo, hi in ((0, 20), (20, 40)):  # helix-rich and sheet-rich chains in every split
         assert set(splits[lo:hi]) == {"train", "val", "test"}
+
+
+def test_training_set_leaves_the_test_split_out(structures_dir, tmp_path):
+    """Whole-entry training maps: train and val entries only, every resolution, labels on the
+    density's grid by the contract's rule."""
+    import json
+
+    from cryosse.cli import main
+    from cryosse.io import read_map
+
+    table = tmp_path / "structures.tsv"
+    rows = [("1a8o", "A", "train"), ("1ahsa", "A", "val"), ("2cvia", "A", "test")]
+    import shutil
+
+    for e, _, _ in rows:
+        shutil.copy(structures_dir / f"{e}.pdb.gz", tmp_path)
+    table.write_text("entry\tfile\tchains\tpdb_id\n" + "".join(
+        f"{e}\t{e}.pdb.gz\t{c}\t{e[:4].upper()}\n" for e, c, _ in rows))
+    splits = tmp_path / "splits.tsv"
+    splits.write_text("id\tentry\tchain\tsplit\n" + "".join(f"{e}_{c}\t{e}\t{c}\t{s}\n" for e, c, s in rows))
+    out = tmp_path / "ts"
+    assert main(["training-set", "--structures", str(table), "--splits", str(splits),
+                 "--resolutions", "5,8.5", "-o", str(out)]) == 0
+    dl = json.loads((out / "datalist.json").read_text())
+    assert [i["id"] for i in dl["training"]] == ["1a8o_r5", "1a8o_r8p5"]
+    assert [i["id"] for i in dl["validation"]] == ["1ahsa_r5", "1ahsa_r8p5"]
+    d, lab = read_map(out / "1a8o_r5" / "density.mrc"), read_map(out / "1a8o_r5" / "labels.mrc")
+    assert d.voxel_size_a == (2.0, 2.0, 2.0) and d.data.shape == lab.data.shape
+    assert d.origin_a == lab.origin_a
+    # helix voxels (1A8O is all-alpha) are denser than the background
+    assert d.data[lab.data == 1].mean() > 3 * d.data[lab.data == 0].mean()

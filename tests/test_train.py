@@ -178,3 +178,31 @@ def test_early_stopping(tiny_dataset, tmp_path):
     card = train(tiny_dataset / "datalist.json", tmp_path, TrainConfig(steps=50, batch=1, patch=32, lr=1e-9,
                                                                        val_every=2, patience=2))
     assert card["steps_run"] < 50 and "early stop" in card["stop_reason"]
+
+
+def test_realism_training_records_norm_and_predicts_with_it(tiny_dataset, tmp_path):
+    """A run with realism and local normalisation validates on clean and degraded copies,
+    records the normalisation in the card, and prediction normalises the same way."""
+    from cryosse.io import read_map
+    from cryosse.predict import predict_map
+    from cryosse.train.checkpoint import load_checkpoint
+    from cryosse.train.loop import TrainConfig, train
+
+    cfg = TrainConfig(steps=6, batch=2, val_every=3, patch=32, norm="local", realism=True,
+                      realism_ramp=(0.0, 0.5))
+    card = train(tiny_dataset / "datalist.json", tmp_path, cfg)
+    assert card["norm"] == "local" and "local normalisation" in card["normalisation"]
+    assert "valreal_helix_f1" in card["metrics"] and np.isfinite(card["metrics"]["train_loss"])
+    net, card2, _ = load_checkpoint(tmp_path / "checkpoint.pt")
+    m = read_map(next((tiny_dataset / "components").glob("*/density.mrc")))
+    plain = predict_map(m, net, card2, device="cpu")
+    assert plain.labels.data.shape == m.data.shape
+    flipped = predict_map(m, net, card2, device="cpu", tta=True)
+    assert flipped.helix_prob.data.shape == m.data.shape and flipped.summary["device"] == "cpu"
+
+
+def test_realism_ramp():
+    from cryosse.train.loop import TrainConfig, realism_strength
+
+    cfg = TrainConfig(steps=100, realism_ramp=(0.2, 0.6))
+    assert [realism_strength(s, cfg) for s in (0, 20, 40, 60, 100)] == pytest.approx([0, 0, 0.5, 1, 1])

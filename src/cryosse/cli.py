@@ -162,7 +162,8 @@ def _train_config(a):
                        max_minutes=a.max_minutes, focal_gamma=a.focal_gamma,
                        focal_alpha=tuple(float(v) for v in a.focal_alpha.split(",")) if a.focal_alpha else None,
                        loss_weights=tuple(float(v) for v in a.loss_weights.split(",")),
-                       device=a.device, amp=not a.no_amp)
+                       device=a.device, amp=not a.no_amp, norm=a.norm, realism=a.realism,
+                       realism_ramp=tuple(float(v) for v in a.realism_ramp.split(",")))
 
 
 def cmd_train(a) -> None:
@@ -176,6 +177,22 @@ def cmd_train(a) -> None:
     _say(f"{a.out_dir}/checkpoint.pt: best at step {card['step']} of {card['steps_run']} "
          f"({card['stop_reason']}): validation F1 helix {m.get('val_helix_f1', float('nan')):.3f}, "
          f"sheet {m.get('val_sheet_f1', float('nan')):.3f}")
+
+
+def cmd_training_set(a) -> None:
+    from .trainingset import build_training_set
+
+    dl = build_training_set(a.structures, a.splits, a.output, [float(v) for v in a.resolutions.split(",")],
+                            a.voxel_size, a.radius)
+    _say(f"{a.output}/datalist.json: {len(dl['training'])} training and {len(dl['validation'])} "
+         f"validation maps")
+
+
+def cmd_real_maps(a) -> None:
+    from .realmaps import format_real_table, score_real_maps
+
+    s = score_real_maps(a.checkpoint, a.data, a.output, device=a.device, tta=a.tta)
+    print(format_real_table(s))
 
 
 def cmd_predict(a) -> None:
@@ -357,7 +374,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
     s.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     s.add_argument("--threads", type=int, default=0)
+    s.add_argument("--norm", default="zscore", choices=["zscore", "local"],
+                   help="input normalisation: z-score over the box (default) or local (8 Å window)")
+    s.add_argument("--realism", action="store_true",
+                   help="degrade training patches like native maps (noise, blur, local resolution, "
+                   "sharpening, background, masks, thresholds; see cryosse.realism)")
+    s.add_argument("--realism-ramp", default="0.2,0.5",
+                   help="fractions of the steps where realism starts and reaches full strength")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("training-set", help="simulate whole-entry training maps on the working grid",
+                       description="For the train and val split entries: all protein chains simulated "
+                       "at each resolution on the working grid and labelled; writes OUTPUT/datalist.json.")
+    s.add_argument("--structures", required=True, help="structures table (TSV)")
+    s.add_argument("--splits", required=True, help="splits.tsv from 'cryosse split'")
+    s.add_argument("--resolutions", default="5,6.5,8,10", help="comma-separated resolutions in Å")
+    s.add_argument("--voxel-size", type=float, default=2.0, help="working voxel size in Å (default 2.0)")
+    s.add_argument("--radius", type=float, default=3.0, help="label radius in Å (default 3.0)")
+    s.add_argument("-o", "--output", required=True, help="output folder")
+    s.set_defaults(func=cmd_training_set)
+
+    s = sub.add_parser("real-maps", help="score a checkpoint on the real maps with fitted models",
+                       description="Predict and score EMD-5168 (whole and masked monomer, native 6.6 Å), "
+                       "EMD-2566 chain 9 (low-passed to 6 Å) and EMD-0093 (low-passed to 7 Å) within "
+                       "6 Å of their models: voxel and residue F1, slice figures.")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--data", help="folder of the real maps (default: $CRYOSSE_REAL_DATA or ../shared/data)")
+    s.add_argument("--tta", action="store_true", help="average over the four 180-degree rotations")
+    s.add_argument("--device", default=None)
+    s.add_argument("-o", "--output", required=True, help="output folder")
+    s.set_defaults(func=cmd_real_maps)
 
     s = sub.add_parser("predict", help="predict helix/sheet probabilities and labels for a map",
                        description="Writes OUTDIR/helix_prob.mrc, sheet_prob.mrc and labels.mrc (0 other, "

@@ -1,4 +1,6 @@
 # Config validation (schema defaults filled in), the structures table, input functions.
+import os
+
 from snakemake.utils import validate
 
 from cryosse.io import read_tsv
@@ -46,3 +48,14 @@ def test_samples(wildcards):
 
 def test_evaluations(wildcards):
     return expand("results/evaluation/{sample}.json", sample=test_samples(wildcards))
+
+
+BUNDLE = config["bundle"]
+
+
+def bundle_targets(wildcards):
+    """The recipe's checkpoint, and its scores on the real maps when they are present."""
+    targets = ["results/bundle/model/checkpoint.pt"]
+    if config["real_maps"] and os.path.isdir(config["real_maps"]):
+        targets.append("results/bundle/real_maps/real_maps.md")
+    return targets

@@ -26,7 +26,7 @@ from .. import DATA_CONTRACT_VERSION, __version__
 from ..errors import InputError
 from ..io import pyplot, write_json, write_png, write_text
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
-from .data import Sample, load_sample
+from .data import NORMALISATIONS, Sample, load_sample
 from .infer import sliding_window_probs
 from .losses import LOSSES, make_loss
 from .metrics import CLASS3, confusion, prf_from_confusion
@@ -58,6 +58,10 @@ class TrainConfig:
     augment: bool = True
     device: str = "auto"               # auto, cpu or cuda; AMP = bf16 autocast on CUDA (no scaler needed)
     amp: bool = True
+    norm: str = "zscore"               # input normalisation: zscore (whole box) or local
+    realism: bool = False              # degrade patches like native maps (cryosse.realism)
+    realism_ramp: tuple[float, float] = (0.2, 0.5)  # fractions of the steps: start, full strength
+    realism_clean: float = 0.2         # share of patches left clean at full strength
 
 
 def load_datalist(path: str | os.PathLike) -> dict:
@@ -87,6 +91,20 @@ def _data_hash(datalist_path: str | os.PathLike) -> str:
 
 # ----------------------------------------------------------------------------- sampling
 
+def _degraded_copies(samples: list[Sample], cfg: TrainConfig) -> list[Sample]:
+    """Each sample degraded once at full realism strength (seeded by its id), normalised."""
+    from ..realism import RealismConfig, degrade
+    from .data import normalise
+
+    out = []
+    for s in samples:
+        g = np.random.default_rng(int(hashlib.sha256(f"{cfg.seed}:{s.id}".encode()).hexdigest()[:8], 16))
+        x, _ = degrade(s.raw, s.y > 0, cfg.voxel_size_a, g, RealismConfig())
+        x, pad = normalise(x, cfg.voxel_size_a, cfg.norm)
+        out.append(Sample(s.id + "~real", x, s.y, pad, s.labels4, s.data_voxel_size_a))
+    return out
+
+
 def _proper_rotation(rng: random.Random) -> tuple[tuple[int, int, int], tuple[bool, bool, bool]]:
     """A random one of the 24 proper 90-degree rotations as (axis permutation, flips).
 
@@ -100,8 +118,10 @@ def _proper_rotation(rng: random.Random) -> tuple[tuple[int, int, int], tuple[bo
     return tuple(perm), tuple(flips)
 
 
-def _augment(x: np.ndarray, y: np.ndarray, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
-    """Rotation on the grid; resolution (blur), contrast, offset and noise changes."""
+def _augment(x: np.ndarray, y: np.ndarray, rng: random.Random,
+             rotate_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation on the grid; resolution (blur), contrast, offset and noise changes (unless
+    ``rotate_only``: realism already changed those)."""
     from scipy.ndimage import gaussian_filter
 
     perm, flips = _proper_rotation(rng)
@@ -110,6 +130,8 @@ def _augment(x: np.ndarray, y: np.ndarray, rng: random.Random) -> tuple[np.ndarr
     if axes:
         x, y = np.flip(x, axes), np.flip(y, axes)
     x = np.ascontiguousarray(x, np.float32)
+    if rotate_only:
+        return x, np.ascontiguousarray(y)
     if rng.random() < 0.3:  # a lower resolution: blur by up to 1 working voxel
         x = gaussian_filter(x, rng.uniform(0.3, 1.0))
         x = (x - x.mean()) / (x.std() + 1e-6)
@@ -133,6 +155,33 @@ def _patch(s: Sample, centre: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarra
     return x, y
 
 
+#: Extra voxels on each side of a patch degraded by realism, so filters see real context.
+REALISM_MARGIN = 8
+
+
+def realism_strength(step: int, cfg: TrainConfig) -> float:
+    a, b = cfg.realism_ramp
+    f = step / max(cfg.steps, 1)
+    return float(min(max((f - a) / max(b - a, 1e-9), 0.0), 1.0)) if b > a else float(f >= a)
+
+
+def _realistic_patch(s: Sample, centre: np.ndarray, p: int, cfg: TrainConfig, strength: float,
+                     rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+    from ..realism import RealismConfig, degrade
+    from .data import normalise
+
+    m = REALISM_MARGIN
+    big = p + 2 * m
+    raw = Sample(s.id, s.raw, s.y, 0.0, s.labels4, s.data_voxel_size_a)
+    x, y = _patch(raw, centre, big)
+    g = np.random.default_rng(rng.getrandbits(64))
+    if strength > 0 and rng.random() >= cfg.realism_clean:
+        x, _ = degrade(x, y > 0, cfg.voxel_size_a, g, RealismConfig().scaled(strength))
+    x, _ = normalise(x, cfg.voxel_size_a, cfg.norm)
+    c = slice(m, m + p)
+    return np.ascontiguousarray(x[c, c, c]), np.ascontiguousarray(y[c, c, c])
+
+
 class PatchSampler:
     """Patches with class-aware oversampling: a patch is centred on a random helix voxel with
     probability ``oversample['helix']``, on a sheet voxel with ``oversample['sheet']`` (sheet
@@ -154,13 +203,17 @@ class PatchSampler:
         s = self.rng.choice(self.samples)
         return s, np.array([self.rng.randrange(n) for n in s.x.shape])
 
-    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = [], []
+        strength = realism_strength(step, self.cfg) if self.cfg.realism else 0.0
         for _ in range(self.cfg.batch):
             s, c = self.centre()
-            x, y = _patch(s, c, self.cfg.patch)
+            if self.cfg.realism:
+                x, y = _realistic_patch(s, c, self.cfg.patch, self.cfg, strength, self.rng)
+            else:
+                x, y = _patch(s, c, self.cfg.patch)
             if self.cfg.augment:
-                x, y = _augment(x, y, self.rng)
+                x, y = _augment(x, y, self.rng, rotate_only=self.cfg.realism)
             xs.append(x)
             ys.append(y)
         return (torch.from_numpy(np.stack(xs)[:, None]),
@@ -240,8 +293,13 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     dl = load_datalist(datalist_path)
-    load = lambda items: [load_sample(it["id"], it["image"], it["label"], cfg.voxel_size_a) for it in items]  # noqa: E731
+    if cfg.norm not in NORMALISATIONS:
+        raise InputError("train.norm", f"unknown normalisation {cfg.norm!r} ({', '.join(NORMALISATIONS)})")
+    load = lambda items: [load_sample(it["id"], it["image"], it["label"], cfg.voxel_size_a,  # noqa: E731
+                                      cfg.norm, keep_raw=cfg.realism) for it in items]
     train_s, val_s = load(dl["training"]), load(dl.get("validation", []))
+    # validation on degraded copies too (one fixed draw per sample at full strength)
+    val_real = _degraded_copies(val_s, cfg) if cfg.realism else []
     data_voxel = train_s[0].data_voxel_size_a
     arch = dict(PRESETS[cfg.preset], n_classes=3, preset=cfg.preset)
     net = build_network(arch)
@@ -257,7 +315,10 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
         "cryosse_version": __version__, "data_contract": DATA_CONTRACT_VERSION,
         "arch": arch, "classes": list(CLASS3), "label_codes": {"other": [0, 3], "helix": [1], "sheet": [2]},
         "voxel_size_a": cfg.voxel_size_a, "data_voxel_size_a": data_voxel,
-        "normalisation": "resample to voxel_size_a (trilinear), then z-score over the whole box",
+        "normalisation": "resample to voxel_size_a (trilinear), then " + (
+            "z-score over the whole box" if cfg.norm == "zscore" else
+            "local normalisation (cryosse.realism.local_normalise)"),
+        "norm": cfg.norm,
         "tile": max(cfg.patch * 2, 64), "loss": cfg.loss, "train_config": asdict(cfg),
         "data_sha256": _data_hash(datalist_path),
         "n_train": len(train_s), "n_val": len(val_s), "torch": str(torch.__version__),
@@ -311,7 +372,7 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
     while state["step"] < cfg.steps:
         step = state["step"] + 1
         net.train()
-        x, y = sampler.batch()
+        x, y = sampler.batch(step)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast:
             logits = net(x)
@@ -330,8 +391,14 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
             if val_s:
                 scores = evaluate_samples(net, val_s, card["tile"], divisor, device, use_amp)
                 rec.update({f"val_{c}_{k}": scores[c][k] for c in CLASS3 for k in ("precision", "recall", "f1")})
-                score = float(np.nanmean([scores["helix"]["f1"], scores["sheet"]["f1"]]))
+                parts = [scores["helix"]["f1"], scores["sheet"]["f1"]]
                 sheet = scores["sheet"]["f1"]
+                if val_real:
+                    sr = evaluate_samples(net, val_real, card["tile"], divisor, device, use_amp)
+                    rec.update({f"valreal_{c}_f1": sr[c]["f1"] for c in CLASS3})
+                    parts += [sr["helix"]["f1"], sr["sheet"]["f1"]]
+                    sheet = float(np.nanmean([sheet, sr["sheet"]["f1"]]))
+                score = float(np.nanmean(parts))
             else:
                 score = sheet = -rec["train_loss"]
             state["log"].append(rec)
@@ -379,6 +446,8 @@ def plot_curve(metrics_path: str | os.PathLike, png: str | os.PathLike) -> None:
     for c, col in (("helix", "tab:red"), ("sheet", "tab:blue"), ("other", "tab:gray")):
         if f"val_{c}_f1" in recs[0]:
             a2.plot(steps, [r[f"val_{c}_f1"] for r in recs], ".-", color=col, label=c)
+        if f"valreal_{c}_f1" in recs[0] and c != "other":
+            a2.plot(steps, [r[f"valreal_{c}_f1"] for r in recs], ".--", color=col, label=f"{c}, degraded")
     a2.set(xlabel="step", ylabel="voxel F1", title="validation", ylim=(0, 1))
     a2.legend()
     fig.tight_layout()

@@ -1,0 +1,180 @@
+"""Scoring a checkpoint on real experimental maps with fitted models.
+
+The benchmark of the bundled model: each case is an EMDB map (native, or low-passed from high
+resolution to a medium one) and its fitted model. The truth is our label rule applied on the
+map's own grid (DSSP classes of the nearest heavy atom within 3 Å), and scores are counted
+only within ``score_radius_a`` (6 Å) of the model's atoms: the rest of a map (neighbouring
+subunits without a model, solvent) has no truth. Residue-level F1 is the majority vote of the
+voxels within 3 Å of each residue's heavy atoms.
+
+The maps are for evaluation only: nothing in the training recipe reads them.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .io import Map, read_map, read_model, protein_atoms, write_json, write_text
+
+__all__ = ["RealCase", "CASES", "lowpass", "load_case", "score_case", "score_real_maps",
+           "default_data_dir", "format_real_table"]
+
+#: Scores count voxels within this distance (Å) of the model's heavy atoms.
+SCORE_RADIUS_A = 6.0
+
+
+@dataclass(frozen=True)
+class RealCase:
+    name: str
+    map: str               # relative to the data folder
+    model: str
+    native_resolution_a: float
+    lowpass_a: float | None = None   # low-pass to this resolution first (None: native map)
+    has_sheet: bool = True            # sheets scored (the map's model has sheet)
+    note: str = ""
+
+
+#: The real maps of ``../shared/data`` (see its README) used to judge the bundled model.
+CASES = (
+    RealCase("emd_5168", "emd_5168/emd_5168.map", "emd_5168/3mfp_modeller.pdb", 6.6,
+             note="native 6.6 Å F-actin map, whole (neighbouring protomers unmodelled)"),
+    RealCase("emd_5168_monomer", "emd_5168/emd_5168_monomer_crop.mrc", "emd_5168/3mfp_modeller.pdb", 6.6,
+             note="native 6.6 Å, masked single protomer"),
+    RealCase("emd_2566_chain9", "emd_2566_chain9/emd_2566_3j6b_chain9_crop.mrc",
+             "emd_2566_chain9/3j6b_chain9.pdb", 3.2, lowpass_a=6.0, has_sheet=False,
+             note="3.2 Å map low-passed to 6 Å; alpha-rich chain (sheet not scored)"),
+    RealCase("emd_0093", "emd_0093/emd_0093_hidedust.mrc.gz", "emd_0093/6gyn.pdb", 3.4, lowpass_a=7.0,
+             note="3.4 Å HCN4 map low-passed to 7 Å, 4 chains"),
+)
+
+
+def default_data_dir() -> Path | None:
+    """``$CRYOSSE_REAL_DATA`` or ``../shared/data`` beside the project, when present."""
+    env = os.environ.get("CRYOSSE_REAL_DATA")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parents[3] / "shared" / "data"
+    return here if here.is_dir() else None
+
+
+def lowpass(m: Map, resolution_a: float, native_resolution_a: float = 0.0) -> Map:
+    """Gaussian low-pass to ``resolution_a`` with the simulation's convention
+    (sigma = 0.225 x resolution), removing what the map's own resolution already blurs."""
+    from scipy.ndimage import gaussian_filter
+
+    sigma_a = 0.225 * math.sqrt(max(resolution_a ** 2 - native_resolution_a ** 2, 0.0))
+    sigma_vox = [sigma_a / v for v in m.voxel_size_a[::-1]]  # data is [z, y, x]
+    return m.with_data(gaussian_filter(m.data.astype(np.float32), sigma_vox, mode="nearest"))
+
+
+def load_case(case: RealCase, data_dir: str | os.PathLike):
+    """(map as scored, structure, DSSP residues, truth label map on the map's grid, score mask)."""
+    from .labels import atom_classes, label_voxels, within
+    from .sse import assign_sse
+
+    root = Path(data_dir)
+    m = read_map(root / case.map)
+    if case.lowpass_a:
+        m = lowpass(m, case.lowpass_a, case.native_resolution_a)
+    st = read_model(root / case.model)
+    sse = assign_sse(st)
+    atoms = protein_atoms(st)
+    truth = label_voxels(m, atoms, atom_classes(atoms, sse))
+    mask = within(m, atoms.xyz, SCORE_RADIUS_A)
+    if not mask.any():
+        raise InputError(root / case.map, "the model lies outside the map")
+    return m, st, sse, truth, mask
+
+
+def score_case(case: RealCase, data_dir, net, card: dict, *, device: str | None = None,
+               tta: bool = False) -> dict:
+    """Predict one real map and score it against its model (voxel and residue F1)."""
+    from .evaluate import evaluate_maps, evaluate_residues
+    from .predict import predict_map
+
+    m, st, sse, truth, mask = load_case(case, data_dir)
+    t0 = time.time()
+    pred = predict_map(m, net, card, device=device, tta=tta)
+    seconds = time.time() - t0
+    vox = evaluate_maps(pred.labels, truth, mask)
+    res = evaluate_residues(pred.labels, st, None, sse)
+    # the trivial references: every scored voxel helix / every one sheet
+    from .train.metrics import prf_from_confusion, confusion, to_three_class
+    t3 = to_three_class(truth.data)
+    trivial = {}
+    for name, code in (("all_helix", 1), ("all_sheet", 2)):
+        cm = confusion(np.full(t3.shape, code, np.uint8), t3, mask)
+        trivial[name] = prf_from_confusion(cm)["helix" if code == 1 else "sheet"]["f1"]
+    return {"case": case.name, "note": case.note, "has_sheet": case.has_sheet,
+            "voxel": vox["classes"], "voxel_confusion": vox["confusion"],
+            "residue": res["classes"], "trivial": trivial, "predict_s": round(seconds, 2),
+            "_arrays": (m, truth, mask, pred)}
+
+
+def score_real_maps(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None,
+                    out_dir: str | os.PathLike | None = None, *, cases=CASES,
+                    device: str | None = None, tta: bool = False, figures: bool = True) -> dict:
+    """Score ``checkpoint`` on every real case; write ``real_maps.json``/``.md`` (and slice
+    figures) into ``out_dir`` when given. Returns the summary with the mean F1 over cases."""
+    from .train.checkpoint import load_checkpoint
+
+    data_dir = Path(data_dir) if data_dir else default_data_dir()
+    if data_dir is None or not data_dir.is_dir():
+        raise InputError(str(data_dir or "../shared/data"), "real-map folder not found "
+                         "(set CRYOSSE_REAL_DATA or pass --data)")
+    net, card, _ = load_checkpoint(checkpoint)
+    rows = []
+    for case in cases:
+        r = score_case(case, data_dir, net, card, device=device, tta=tta)
+        arrays = r.pop("_arrays")
+        if out_dir and figures:
+            _figure(case.name, *arrays, Path(out_dir) / f"{case.name}.png")
+        rows.append(r)
+    helix = [r["voxel"]["helix"]["f1"] for r in rows]
+    sheet = [r["voxel"]["sheet"]["f1"] for r in rows if r["has_sheet"]]
+    summary = {"checkpoint": str(checkpoint), "data_dir": str(data_dir), "tta": tta,
+               "mean_voxel_f1": {"helix": float(np.mean(helix)), "sheet": float(np.mean(sheet))},
+               "mean_residue_f1": {
+                   "helix": float(np.mean([r["residue"]["helix"]["f1"] for r in rows])),
+                   "sheet": float(np.mean([r["residue"]["sheet"]["f1"] for r in rows if r["has_sheet"]]))},
+               "cases": rows, "model_card": {k: card.get(k) for k in ("preset", "loss", "steps", "recipe")}}
+    if out_dir:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "real_maps.json", summary)
+        write_text(out / "real_maps.md", format_real_table(summary) + "\n")
+    return summary
+
+
+def _f(v) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def format_real_table(summary: dict) -> str:
+    lines = ["| map | voxel F1 helix | voxel F1 sheet | residue F1 helix | residue F1 sheet | "
+             "all-helix F1 | predict (s) |", "|---|---|---|---|---|---|---|"]
+    for r in summary["cases"]:
+        sheet_v = _f(r["voxel"]["sheet"]["f1"]) if r["has_sheet"] else "(not scored)"
+        sheet_r = _f(r["residue"]["sheet"]["f1"]) if r["has_sheet"] else "(not scored)"
+        lines.append(f"| {r['case']} | {_f(r['voxel']['helix']['f1'])} | {sheet_v} | "
+                     f"{_f(r['residue']['helix']['f1'])} | {sheet_r} | {_f(r['trivial']['all_helix'])} | "
+                     f"{r['predict_s']} |")
+    mv, mr = summary["mean_voxel_f1"], summary["mean_residue_f1"]
+    lines.append(f"| **mean** | **{_f(mv['helix'])}** | **{_f(mv['sheet'])}** | {_f(mr['helix'])} | "
+                 f"{_f(mr['sheet'])} | | |")
+    return "\n".join(lines)
+
+
+def _figure(name: str, m: Map, truth: Map, mask: np.ndarray, pred, png: Path) -> None:
+    from .evaluate import _slice_figure
+
+    png.parent.mkdir(parents=True, exist_ok=True)
+    shown = pred.labels.with_data(np.where(mask, pred.labels.data, 0).astype(np.uint8))
+    _slice_figure(png, m, truth, shown, f"{name} (scored zone)")

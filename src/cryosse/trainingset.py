@@ -1,0 +1,56 @@
+"""Whole-entry training maps for the bundled model.
+
+For each entry of the embedded structures in the train or validation split, the density of
+all its protein chains (neighbours included, not masked) is simulated at several resolutions
+directly on the working grid, and labelled there by the same nearest-heavy-atom rule as the
+data contract. On-the-fly realism (:mod:`cryosse.realism`) in the trainer then turns these
+clean maps into native-looking ones. The test split is left out, so it stays a held-out set.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .density import simulate_density
+from .io import protein_atoms, read_model, read_tsv, write_json, write_map
+from .labels import atom_classes, label_voxels
+from .sse import assign_sse
+from .workflow import load_structures
+
+__all__ = ["build_training_set"]
+
+
+def build_training_set(structures_tsv: str | os.PathLike, splits_tsv: str | os.PathLike,
+                       out_dir: str | os.PathLike, resolutions_a: list[float],
+                       voxel_size_a: float = 2.0, radius_a: float = 3.0,
+                       splits: tuple[str, ...] = ("train", "val")) -> dict:
+    """Write ``{entry}_r{res}/density.mrc`` and ``labels.mrc`` for every entry of ``splits``
+    and resolution, and ``datalist.json`` (training: train split, validation: val split)."""
+    out = Path(out_dir)
+    split_of: dict[str, str] = {}
+    for row in read_tsv(splits_tsv):
+        split_of.setdefault(row["entry"], row["split"])
+    entries = [e for e in load_structures(structures_tsv) if split_of.get(e.entry) in splits]
+    datalist: dict = {"training": [], "validation": [], "description": (
+        "whole-entry simulated maps on the working grid, resolutions " + ", ".join(f"{r:g}" for r in resolutions_a))}
+    for k, e in enumerate(entries, 1):
+        st = read_model(e.path)
+        atoms = protein_atoms(st)
+        classes = atom_classes(atoms, assign_sse(st))
+        for res in resolutions_a:
+            sid = f"{e.entry}_r{res:g}".replace(".", "p")
+            d = out / sid
+            dens = simulate_density(st, res, voxel_size_a, padding_a=max(2 * res, 8.0))
+            lab = label_voxels(dens, atoms, classes, radius_a)
+            write_map(dens, d / "density.mrc")
+            write_map(lab, d / "labels.mrc", labels=True)
+            key = "training" if split_of[e.entry] == "train" else "validation"
+            datalist[key].append({"id": sid, "image": f"{sid}/density.mrc", "label": f"{sid}/labels.mrc",
+                                  "entry": e.entry, "resolution_a": res})
+        print(f"\r[{k}/{len(entries)}] {e.entry}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    write_json(out / "datalist.json", datalist)
+    return datalist
