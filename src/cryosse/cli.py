@@ -200,9 +200,11 @@ def cmd_predict(a) -> None:
     from .predict import predict_map, write_prediction
     from .train.checkpoint import load_checkpoint
 
+    from .predict import BUNDLED_CHECKPOINT
+
     m = read_map(a.map)
-    net, card, _ = load_checkpoint(a.checkpoint)
-    pred = predict_map(m, net, card, device=a.device, overlap=a.overlap)
+    net, card, _ = load_checkpoint(a.checkpoint or BUNDLED_CHECKPOINT)
+    pred = predict_map(m, net, card, device=a.device, overlap=a.overlap, tta=a.tta)
     write_prediction(pred, a.output, a.map)
     s = pred.summary
     _say(f"{a.output}: helix {s['helix_fraction']:.1%}, sheet {s['sheet_fraction']:.1%} of voxels, "
@@ -409,9 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Writes OUTDIR/helix_prob.mrc, sheet_prob.mrc and labels.mrc (0 other, "
                        "1 helix, 2 sheet) on MAP's own grid, summary.json and view.cxc for ChimeraX.")
     s.add_argument("map")
-    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--checkpoint", help="checkpoint from 'cryosse train' (default: the bundled model)")
     s.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     s.add_argument("--overlap", type=float, default=0.5)
+    s.add_argument("--tta", action="store_true", help="average over the four 180-degree rotations (4x time)")
     s.add_argument("-o", "--output", required=True)
     s.set_defaults(func=cmd_predict)
 

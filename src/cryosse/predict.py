@@ -20,7 +20,11 @@ from .io import Map, write_json, write_map, write_text
 from .train.data import prepare_density
 from .train.infer import sliding_window_probs
 
-__all__ = ["Prediction", "predict_map", "write_prediction"]
+__all__ = ["Prediction", "predict_map", "write_prediction", "BUNDLED_CHECKPOINT"]
+
+#: The model that ships with cryosse (``snakemake bundled_model`` rebuilds it; its model card
+#: says how it was trained and how it scores on real maps).
+BUNDLED_CHECKPOINT = Path(__file__).resolve().parent / "data" / "models" / "cryosse-sse-v1.pt"
 
 
 @dataclass(frozen=True)

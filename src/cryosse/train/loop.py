@@ -155,8 +155,8 @@ def _patch(s: Sample, centre: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarra
     return x, y
 
 
-#: Extra voxels on each side of a patch degraded by realism, so filters see real context.
-REALISM_MARGIN = 8
+#: Patches drawn from one degraded copy of a sample before it is degraded afresh.
+REALISM_REUSE = 4
 
 
 def realism_strength(step: int, cfg: TrainConfig) -> float:
@@ -165,21 +165,18 @@ def realism_strength(step: int, cfg: TrainConfig) -> float:
     return float(min(max((f - a) / max(b - a, 1e-9), 0.0), 1.0)) if b > a else float(f >= a)
 
 
-def _realistic_patch(s: Sample, centre: np.ndarray, p: int, cfg: TrainConfig, strength: float,
-                     rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+def degraded_sample(s: Sample, cfg: TrainConfig, strength: float, rng: random.Random) -> Sample:
+    """``s`` degraded as a whole (a fresh realism draw at ``strength``) and normalised as
+    prediction normalises a whole map; or ``s`` itself for the clean share of draws."""
     from ..realism import RealismConfig, degrade
     from .data import normalise
 
-    m = REALISM_MARGIN
-    big = p + 2 * m
-    raw = Sample(s.id, s.raw, s.y, 0.0, s.labels4, s.data_voxel_size_a)
-    x, y = _patch(raw, centre, big)
+    if strength <= 0 or rng.random() < cfg.realism_clean:
+        return s
     g = np.random.default_rng(rng.getrandbits(64))
-    if strength > 0 and rng.random() >= cfg.realism_clean:
-        x, _ = degrade(x, y > 0, cfg.voxel_size_a, g, RealismConfig().scaled(strength))
-    x, _ = normalise(x, cfg.voxel_size_a, cfg.norm)
-    c = slice(m, m + p)
-    return np.ascontiguousarray(x[c, c, c]), np.ascontiguousarray(y[c, c, c])
+    x, _ = degrade(s.raw, s.y > 0, cfg.voxel_size_a, g, RealismConfig().scaled(strength))
+    x, pad = normalise(x, cfg.voxel_size_a, cfg.norm)
+    return Sample(s.id, x, s.y, pad, s.labels4, s.data_voxel_size_a)
 
 
 class PatchSampler:
@@ -191,27 +188,34 @@ class PatchSampler:
         self.samples, self.cfg, self.rng = samples, cfg, rng
         self.where = {c: [np.argwhere(s.y == c) for s in samples] for c in (1, 2)}
         self.has = {c: [i for i, w in enumerate(self.where[c]) if len(w)] for c in (1, 2)}
+        self.cache: dict[int, list] = {}  # realism: sample index -> [degraded sample, uses left]
 
-    def centre(self) -> tuple[Sample, np.ndarray]:
+    def centre(self) -> tuple[int, np.ndarray]:
         r = self.rng.random()
         p_h, p_s = self.cfg.oversample.get("helix", 0), self.cfg.oversample.get("sheet", 0)
         cls = 2 if r < p_s else 1 if r < p_s + p_h else 0
         if cls and self.has[cls]:
             i = self.rng.choice(self.has[cls])
             w = self.where[cls][i]
-            return self.samples[i], w[self.rng.randrange(len(w))]
-        s = self.rng.choice(self.samples)
-        return s, np.array([self.rng.randrange(n) for n in s.x.shape])
+            return i, w[self.rng.randrange(len(w))]
+        i = self.rng.randrange(len(self.samples))
+        return i, np.array([self.rng.randrange(n) for n in self.samples[i].x.shape])
+
+    def _source(self, i: int, strength: float) -> Sample:
+        if not self.cfg.realism:
+            return self.samples[i]
+        hit = self.cache.get(i)
+        if hit is None or hit[1] <= 0:
+            hit = self.cache[i] = [degraded_sample(self.samples[i], self.cfg, strength, self.rng), REALISM_REUSE]
+        hit[1] -= 1
+        return hit[0]
 
     def batch(self, step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = [], []
         strength = realism_strength(step, self.cfg) if self.cfg.realism else 0.0
         for _ in range(self.cfg.batch):
-            s, c = self.centre()
-            if self.cfg.realism:
-                x, y = _realistic_patch(s, c, self.cfg.patch, self.cfg, strength, self.rng)
-            else:
-                x, y = _patch(s, c, self.cfg.patch)
+            i, c = self.centre()
+            x, y = _patch(self._source(i, strength), c, self.cfg.patch)
             if self.cfg.augment:
                 x, y = _augment(x, y, self.rng, rotate_only=self.cfg.realism)
             xs.append(x)
@@ -360,6 +364,7 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
         print(f"resuming from {last} at step {state['step']}", file=sys.stderr)
 
     def save_last() -> None:
+        sampler.cache.clear()  # degraded copies are not saved: a resumed run starts without them too
         save_checkpoint(last, net, card, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                         rng=_rng_state(rng),
                         state=dict(state, elapsed=state["elapsed"] + time.time() - t_mark))
