@@ -50,13 +50,20 @@ def cmd_simulate(a) -> None:
 
 def cmd_sse(a) -> None:
     from .io import read_model
-    from .sse import assign_sse, write_sse
+    from .sse import SSEConfig, assign_sse, sse_class_of, write_sse
 
-    res = assign_sse(read_model(a.model))
-    write_sse(res, a.output)
-    codes = "".join(r.dssp for r in res)
-    _say(f"{a.output}: {len(res)} residues, helix {sum(c in 'HGI' for c in codes)}, "
-         f"sheet {sum(c in 'EB' for c in codes)}")
+    try:
+        cfg = SSEConfig(engine=a.engine, helix=tuple(a.helix.split(",")), sheet=tuple(a.sheet.split(",")))
+    except ValueError as exc:
+        raise InputError("--engine/--helix/--sheet", str(exc)) from None
+    t = time.perf_counter()
+    res = assign_sse(read_model(a.model), cfg)
+    write_sse(res, a.output, cfg.class_map)
+    classes = [sse_class_of(r.dssp, cfg.class_map) for r in res]
+    _say(f"{a.output}: {len(res)} residues ({cfg.engine}, {time.perf_counter() - t:.2f} s), "
+         f"helix {classes.count(1)}, sheet {classes.count(2)}, "
+         f"missing backbone atoms {sum(not r.complete for r in res)}, "
+         f"chain breaks {sum(r.break_before for r in res)}")
 
 
 def _sse_for(a, st):
@@ -119,7 +126,7 @@ def cmd_crop(a) -> None:
 def cmd_split(a) -> None:
     from .dataset import ChainRecord, assign_splits, chain_sequence, cluster_chains, write_splits
     from .io import read_model, read_tsv
-    from .sse import read_sse, sse_class_of
+    from .sse import read_sse, residue_class
 
     table = Path(a.structures)
     rows = read_tsv(table)
@@ -134,7 +141,7 @@ def cmd_split(a) -> None:
         sse = {x.key: x for x in read_sse(Path(a.sse_dir) / f"{entry}.tsv")}
         for ch in r["chains"].split(","):
             check_id("chain", ch, CHAIN_ID)
-            codes = [sse_class_of(x.dssp) for x in sse.values() if x.chain == ch]
+            codes = [residue_class(x) for x in sse.values() if x.chain == ch]
             n = max(len(codes), 1)
             chains.append(ChainRecord(f"{entry}_{ch}", entry, ch, r.get("pdb_id", "-") or "-",
                                       chain_sequence(st, ch), codes.count(1) / n, codes.count(2) / n))
@@ -265,8 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sse", help="assign secondary structure (DSSP) per residue",
                        description="Per-residue DSSP codes and classes (helix = H,G,I; sheet = E,B; "
-                       "other = the rest) of the protein chains of MODEL, as a TSV table.")
+                       "other = the rest; configurable) of the protein chains of MODEL, as a TSV table with the "
+                       "engine's code, the class, and flags for residues missing backbone atoms and "
+                       "chain breaks.")
     s.add_argument("model")
+    s.add_argument("--engine", default="pydssp", choices=["pydssp", "mkdssp"],
+                   help="pydssp (default; H, E, - only) or mkdssp (Debian package dssp 4.x, eight states)")
+    s.add_argument("--helix", default="H,G,I", help="DSSP codes of the helix class (default H,G,I)")
+    s.add_argument("--sheet", default="E,B", help="DSSP codes of the sheet class (default E,B)")
     s.add_argument("-o", "--output", required=True, help="output TSV")
     s.set_defaults(func=cmd_sse)
 
