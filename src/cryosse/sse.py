@@ -105,7 +105,7 @@ def _backbone(structure):
     """Rows of (N, CA, C, O) coordinates, donor mask, residue records, complete-backbone mask."""
     coords, donor, records, has_bb = [], [], [], []
     for ch in structure[0]:
-        prev_c = None
+        prev_c, prev_complete = None, False
         for k, res in enumerate(ch):
             atoms = {}
             for name in _BACKBONE:
@@ -113,15 +113,16 @@ def _backbone(structure):
                 if a is not None:
                     atoms[name] = np.array(a.pos.tolist())
             complete = len(atoms) == 4
-            connected = prev_c is not None and "N" in atoms and \
+            bonded = prev_c is not None and "N" in atoms and \
                 np.linalg.norm(atoms["N"] - prev_c) <= MAX_PEPTIDE_BOND_A
             records.append(ResidueSSE(ch.name, int(res.seqid.num), res.seqid.icode.strip(), res.name,
-                                      "-", complete, k > 0 and not connected))
+                                      "-", complete, k > 0 and not bonded))
             has_bb.append(complete)
-            prev_c = atoms.get("C") if complete else None
             if complete:
                 coords.append([atoms[n] for n in _BACKBONE])
-                donor.append(connected and res.name != "PRO")
+                # no N-H donor without the previous residue's backbone (pydssp places H from it)
+                donor.append(bonded and prev_complete and res.name != "PRO")
+            prev_c, prev_complete = atoms.get("C"), complete
     return (np.asarray(coords, float).reshape(-1, 4, 3), np.asarray(donor, bool), records,
             np.asarray(has_bb, bool))
 
