@@ -89,7 +89,7 @@ def cmd_label(a) -> None:
 
 def cmd_crop(a) -> None:
     from .components import ComponentConfig, ComponentRejected, make_component
-    from .io import protein_atoms, read_map, read_model, write_json, write_map
+    from .io import model_report, protein_atoms, read_map, read_model, write_json, write_map
     from .labels import atom_classes
 
     check_id("--chain", a.chain, CHAIN_ID)
@@ -98,17 +98,18 @@ def cmd_crop(a) -> None:
     out.mkdir(parents=True, exist_ok=True)
     density = read_map(a.map)
     st = read_model(a.model)
-    if a.chain not in {c.name for c in st[0]}:
-        raise InputError(a.model, f"no protein chain named {a.chain}")
-    atoms = protein_atoms(st, [a.chain])
     cfg = ComponentConfig(zone_radius_a=a.zone_radius, margin_a=a.margin, multiple=a.multiple,
                           max_side=a.max_side, label_radius_a=a.radius)
     meta = {"id": sid, "entry": a.entry or "", "chain": a.chain, "pdb_id": a.pdb_id or "-",
             "resolution_a": a.resolution, "voxel_size_a": density.voxel_size_a[0],
             "source": str(a.map), "model": str(a.model), "sse": str(a.sse or ""), "config": cfg.__dict__}
+    meta.update(model_report(st, a.chain))
     for stale in ("density.mrc", "labels.mrc"):
         (out / stale).unlink(missing_ok=True)
     try:
+        if a.chain not in {c.name for c in st[0]}:
+            raise ComponentRejected(f"no protein residues in chain {a.chain} (empty, absent, or not protein)")
+        atoms = protein_atoms(st, [a.chain])
         comp = make_component(density, atoms, atom_classes(atoms, _sse_for(a, st)), cfg)
     except ComponentRejected as exc:
         meta.update(status="rejected", reason=str(exc))
@@ -124,7 +125,8 @@ def cmd_crop(a) -> None:
 
 
 def cmd_split(a) -> None:
-    from .dataset import ChainRecord, assign_splits, chain_sequence, cluster_chains, write_splits
+    from .dataset import (ChainRecord, assign_folds, assign_splits, chain_sequence, cluster_chains,
+                          write_folds, write_splits)
     from .io import read_model, read_tsv
     from .sse import read_sse, residue_class
 
@@ -143,13 +145,22 @@ def cmd_split(a) -> None:
             check_id("chain", ch, CHAIN_ID)
             codes = [residue_class(x) for x in sse.values() if x.chain == ch]
             n = max(len(codes), 1)
+            try:
+                seq = chain_sequence(st, ch)
+            except KeyError:  # no protein residues: crop records the rejection; keep its place
+                seq = ""
             chains.append(ChainRecord(f"{entry}_{ch}", entry, ch, r.get("pdb_id", "-") or "-",
-                                      chain_sequence(st, ch), codes.count(1) / n, codes.count(2) / n))
+                                      seq, codes.count(1) / n, codes.count(2) / n))
     clusters = cluster_chains(chains, a.identity)
     splits = assign_splits(chains, clusters, fractions, a.seed)
-    write_splits(a.output, chains, clusters, splits)
+    folds = assign_folds(chains, clusters, a.kfold, a.seed, splits) if a.kfold >= 2 else None
+    write_splits(a.output, chains, clusters, splits, folds)
+    if a.folds:
+        write_folds(a.folds, chains, clusters, splits, folds or [-1] * len(chains))
     _say(f"{a.output}: {len(chains)} chains in {len(set(clusters))} clusters: " +
-         ", ".join(f"{s} {splits.count(s)}" for s in ("train", "val", "test")))
+         ", ".join(f"{s} {splits.count(s)}" for s in ("train", "val", "test")) +
+         (f"; {a.kfold} folds of train+val: " + ", ".join(str(folds.count(k)) for k in range(a.kfold))
+          if folds else ""))
 
 
 def cmd_dataset(a) -> None:
@@ -330,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--identity", type=float, default=0.30)
     s.add_argument("--fractions", default="0.7,0.15,0.15", help="train,val,test (default 0.7,0.15,0.15)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--kfold", type=int, default=0,
+                   help="also divide the train+val chains into K leakage-free folds (0: none)")
+    s.add_argument("--folds", help="write the folds table (id, split, fold, cluster, stratum) here")
     s.add_argument("-o", "--output", required=True)
     s.set_defaults(func=cmd_split)
 

@@ -19,7 +19,8 @@ import numpy as np
 from . import DATA_CONTRACT_VERSION
 from .io import read_tsv, write_json, write_tsv
 
-__all__ = ["ChainRecord", "sequence_identity", "cluster_chains", "assign_splits",
+__all__ = ["ChainRecord", "sequence_identity", "cluster_chains", "assign_splits", "assign_folds",
+           "write_folds",
            "stratum_of", "write_manifest", "SPLITS"]
 
 SPLITS = ("train", "val", "test")
@@ -115,15 +116,14 @@ def _order_key(seed: int, text: str) -> str:
     return hashlib.sha256(f"{seed}:{text}".encode()).hexdigest()
 
 
-def assign_splits(chains: list[ChainRecord], clusters: list[int],
-                  fractions: dict[str, float], seed: int = 0) -> list[str]:
-    """Split name of each chain; whole clusters go to one split (see module doc)."""
-    names = [s for s in SPLITS if fractions.get(s, 0) > 0]
-    frac = np.array([fractions[s] for s in names], float)
-    frac = frac / frac.sum()
+def _balance(chains: list[ChainRecord], clusters: list[int], frac: np.ndarray, seed: int,
+             members_only: set[int] | None = None) -> dict[int, int]:
+    """Bin of each cluster: clusters in seeded hash order, per stratum, each to the bin furthest
+    below its share ``frac`` of the stratum's residues; every bin gets a cluster if possible."""
     members: dict[int, list[int]] = {}
     for i, c in enumerate(clusters):
-        members.setdefault(c, []).append(i)
+        if members_only is None or i in members_only:
+            members.setdefault(c, []).append(i)
     size = {c: sum(len(chains[i].sequence) for i in m) for c, m in members.items()}
 
     def cluster_stratum(c: int) -> str:
@@ -136,39 +136,76 @@ def assign_splits(chains: list[ChainRecord], clusters: list[int],
     by_stratum: dict[str, list[int]] = {}
     for c in members:
         by_stratum.setdefault(cluster_stratum(c), []).append(c)
-    split_of_cluster: dict[int, int] = {}
+    bin_of: dict[int, int] = {}
     for stratum in sorted(by_stratum):
         cl = sorted(by_stratum[stratum], key=lambda c: _order_key(seed, min(chains[i].id for i in members[c])))
         total = sum(size[c] for c in cl)
-        got = np.zeros(len(names))
+        got = np.zeros(len(frac))
         for c in cl:
             deficit = frac * total - got
             k = int(np.argmax(deficit))
-            split_of_cluster[c] = k
+            bin_of[c] = k
             got[k] += size[c]
-    # every split gets at least one cluster when there are enough clusters
-    if len(members) >= len(names):
-        for k in range(len(names)):
-            if k not in split_of_cluster.values():
-                counts = np.bincount(list(split_of_cluster.values()), minlength=len(names))
+    # every bin gets at least one cluster when there are enough clusters
+    if len(members) >= len(frac):
+        for k in range(len(frac)):
+            if k not in bin_of.values():
+                counts = np.bincount(list(bin_of.values()), minlength=len(frac))
                 donor = int(np.argmax(counts))
-                movable = sorted((c for c, s in split_of_cluster.items() if s == donor),
+                movable = sorted((c for c, s in bin_of.items() if s == donor),
                                  key=lambda c: (size[c], _order_key(seed, str(c))))
-                split_of_cluster[movable[0]] = k
-    return [names[split_of_cluster[c]] for c in clusters]
+                bin_of[movable[0]] = k
+    return bin_of
+
+
+def assign_splits(chains: list[ChainRecord], clusters: list[int],
+                  fractions: dict[str, float], seed: int = 0) -> list[str]:
+    """Split name of each chain; whole clusters go to one split (see module doc)."""
+    names = [s for s in SPLITS if fractions.get(s, 0) > 0]
+    frac = np.array([fractions[s] for s in names], float)
+    bin_of = _balance(chains, clusters, frac / frac.sum(), seed)
+    return [names[bin_of[c]] for c in clusters]
+
+
+def assign_folds(chains: list[ChainRecord], clusters: list[int], k: int, seed: int = 0,
+                 splits: list[str] | None = None) -> list[int]:
+    """Cross-validation fold (0 .. k-1) of each chain, -1 for test chains (``splits``).
+
+    The chains outside the test split are divided into ``k`` folds by the same rule as the
+    splits: whole clusters only (so a fold never shares an entry or a >= ``max_identity``
+    homologue with another fold), balanced in residues per fold class, deterministic for a
+    seed. Training on k-1 folds and validating on the k-th is then leakage-free, and the test
+    split stays untouched by every fold.
+    """
+    if k < 2:
+        raise ValueError("k-fold needs k >= 2")
+    pool = {i for i in range(len(chains)) if splits is None or splits[i] != "test"}
+    bin_of = _balance(chains, clusters, np.full(k, 1.0 / k), seed + 1, pool)
+    return [bin_of[c] if i in pool else -1 for i, c in enumerate(clusters)]
 
 
 def write_splits(path: str | os.PathLike, chains: list[ChainRecord], clusters: list[int],
-                 splits: list[str]) -> None:
+                 splits: list[str], folds: list[int] | None = None) -> None:
+    """The splits table; with ``folds``, a ``fold`` column (-1: test chain, not in a fold)."""
     rows = []
-    for ch, cl, sp in zip(chains, clusters, splits):
+    folds = folds if folds is not None else [""] * len(chains)
+    for ch, cl, sp, fo in zip(chains, clusters, splits, folds):
         row = asdict(ch)
-        row.update(cluster=cl, split=sp, stratum=stratum_of(ch.helix_fraction, ch.sheet_fraction),
+        row.update(cluster=cl, split=sp, fold=fo, stratum=stratum_of(ch.helix_fraction, ch.sheet_fraction),
                    n_residues=len(ch.sequence),
                    helix_fraction=f"{ch.helix_fraction:.3f}", sheet_fraction=f"{ch.sheet_fraction:.3f}")
         rows.append(row)
-    write_tsv(path, rows, ["id", "entry", "chain", "pdb_id", "split", "cluster", "stratum",
+    write_tsv(path, rows, ["id", "entry", "chain", "pdb_id", "split", "fold", "cluster", "stratum",
                            "n_residues", "helix_fraction", "sheet_fraction", "sequence"])
+
+
+def write_folds(path: str | os.PathLike, chains: list[ChainRecord], clusters: list[int],
+                splits: list[str], folds: list[int]) -> None:
+    """The k-fold table: id, split, fold (-1 for test chains), cluster, stratum, n_residues."""
+    rows = [{"id": ch.id, "split": sp, "fold": fo, "cluster": cl, "n_residues": len(ch.sequence),
+             "stratum": stratum_of(ch.helix_fraction, ch.sheet_fraction)}
+            for ch, cl, sp, fo in zip(chains, clusters, splits, folds)]
+    write_tsv(path, rows, ["id", "split", "fold", "cluster", "stratum", "n_residues"])
 
 
 def read_splits(path: str | os.PathLike) -> dict[str, str]:
@@ -178,7 +215,8 @@ def read_splits(path: str | os.PathLike) -> dict[str, str]:
 
 MANIFEST_COLUMNS = ["id", "entry", "chain", "pdb_id", "split", "status", "reason", "resolution_a",
                     "voxel_size_a", "shape_xyz", "n_background", "n_helix", "n_sheet", "n_other",
-                    "density", "labels", "source"]
+                    "density", "labels", "source", "fold", "n_residues", "n_missing_backbone",
+                    "n_chain_breaks", "n_insertion_codes", "n_altloc_chosen", "n_modified"]
 
 
 def write_manifest(component_dirs: list[str | os.PathLike], splits_tsv: str | os.PathLike,
@@ -190,6 +228,7 @@ def write_manifest(component_dirs: list[str | os.PathLike], splits_tsv: str | os
     Rejected components stay in the manifest with ``status = rejected`` and their reason.
     """
     split_of = read_splits(splits_tsv)
+    fold_of = {r["id"]: r.get("fold", "") for r in read_tsv(splits_tsv)}
     manifest_dir = Path(manifest_path).resolve().parent
     datalist_dir = Path(datalist_path).resolve().parent
     rows = []
@@ -199,6 +238,7 @@ def write_manifest(component_dirs: list[str | os.PathLike], splits_tsv: str | os
         meta = json.loads((d / "meta.json").read_text())
         row = {k: meta.get(k, "") for k in MANIFEST_COLUMNS}
         row["split"] = split_of.get(meta["id"], "")
+        row["fold"] = fold_of.get(meta["id"], "")
         counts = meta.get("counts", {})
         for c in ("background", "helix", "sheet", "other"):
             row[f"n_{c}"] = counts.get(c, "")
@@ -208,9 +248,11 @@ def write_manifest(component_dirs: list[str | os.PathLike], splits_tsv: str | os
             row["density"] = os.path.relpath(dens, manifest_dir)
             row["labels"] = os.path.relpath(lab, manifest_dir)
             if row["split"] in key:
-                datalist[key[row["split"]]].append({
-                    "id": meta["id"], "image": os.path.relpath(dens, datalist_dir),
-                    "label": os.path.relpath(lab, datalist_dir)})
+                item = {"id": meta["id"], "image": os.path.relpath(dens, datalist_dir),
+                        "label": os.path.relpath(lab, datalist_dir)}
+                if row["fold"] not in ("", "-1"):
+                    item["fold"] = int(row["fold"])
+                datalist[key[row["split"]]].append(item)
         rows.append(row)
     write_tsv(manifest_path, rows, MANIFEST_COLUMNS)
     datalist.update(name="cryosse", data_contract=DATA_CONTRACT_VERSION,
