@@ -131,3 +131,27 @@ def test_empty_and_all_coil_chains_are_recorded_rejections(tmp_path, structures_
     assert meta["status"] == "rejected" and "all-coil" in meta["reason"]
     assert not (tmp_path / "A" / "density.mrc").exists()
     assert meta["n_residues"] == len(res) and meta["n_modified"] > 0  # 1A8O's MSE residues
+
+
+def test_dataset_report(tiny_dataset, tmp_path):
+    from cryosse.cli import main
+
+    rows = read_tsv(tiny_dataset / "manifest.tsv")
+    # one rejected component in the manifest, as the workflow records it
+    manifest = tmp_path / "manifest.tsv"
+    text = (tiny_dataset / "manifest.tsv").read_text().splitlines()
+    header = text[0].split("\t")
+    bad = dict.fromkeys(header, "")
+    bad.update(id="9xyz_B", entry="9xyz", chain="B", status="rejected", reason="all-coil chain: no helix or sheet residue")
+    lines = text + ["\t".join(bad[h] for h in header)]
+    for i, r in enumerate(rows, start=1):  # paths relative to the copied manifest
+        lines[i] = "\t".join(str((tiny_dataset / r[h]).resolve()) if h in ("density", "labels") else r[h]
+                             for h in header)
+    manifest.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "report"
+    assert main(["dataset-report", "--manifest", str(manifest), "--splits", str(tiny_dataset / "splits.tsv"),
+                 "-o", str(out)]) == 0
+    md = (out / "dataset_report.md").read_text()
+    assert "5 accepted, 1 rejected" in md and "all-coil chain" in md and "| helix |" in md
+    for png in ("class_balance.png", "resolution.png", "thumbnails.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"

@@ -250,6 +250,14 @@ def cmd_compare(a) -> None:
     print((Path(a.output) / "comparison.md").read_text(), end="")
 
 
+def cmd_dataset_report(a) -> None:
+    from .dataset import write_dataset_report
+
+    s = write_dataset_report(a.manifest, a.splits, a.output)
+    _say(f"{a.output}/dataset_report.md: {s['components']} components, {s['accepted']} accepted, "
+         f"{s['rejected']} rejected")
+
+
 def cmd_report(a) -> None:
     from .evaluate import write_report
 
@@ -353,6 +361,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--manifest", required=True)
     s.add_argument("--datalist", required=True)
     s.set_defaults(func=cmd_dataset)
+
+    s = sub.add_parser("dataset-report", help="Markdown report of the data set with PNG figures",
+                       description="Entries, chains, components, class balance (voxels and residues), "
+                       "resolution histogram, per-sample thumbnails with labels, rejected samples and why.")
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--splits", required=True)
+    s.add_argument("-o", "--output", required=True, help="output folder")
+    s.set_defaults(func=cmd_dataset_report)
 
     s = sub.add_parser("train", help="train the 3D U-Net on a datalist",
                        description="Train on the datalist's training samples, validate on whole "

@@ -35,3 +35,21 @@ checkpoint dataset:
     shell:
         "cryosse dataset {input.components} --splits {input.splits} "
         "--manifest {output.manifest} --datalist {output.datalist} 2> {log}"
+
+
+rule dataset_report:
+    input:
+        manifest="results/dataset/manifest.tsv",
+        splits="results/dataset/splits.tsv",
+    output:
+        report="results/dataset/report/dataset_report.md",
+        balance="results/dataset/report/class_balance.png",
+        resolution="results/dataset/report/resolution.png",
+        thumbnails="results/dataset/report/thumbnails.png",
+    log:
+        "logs/dataset_report/dataset_report.log",
+    conda:
+        "../../envs/cryosse.yaml"
+    shell:
+        "cryosse dataset-report --manifest {input.manifest} --splits {input.splits} "
+        "-o results/dataset/report 2> {log}"
