@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CORES  ?= 2
 SNAKEMAKE := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES)
 
-.PHONY: setup demo test bench lint dryrun clean
+.PHONY: setup mkdssp demo test bench lint dryrun clean
 
 # torch is pinned to 2.13.0: on this machine kind pip takes the local CPU build; elsewhere
 # install the CUDA build of torch==2.13.0 first (see README) and pip keeps it.
@@ -16,7 +16,16 @@ $(BIN)/cryosse: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[workflow,test]'
 	@touch $@
 
-setup: $(BIN)/cryosse
+setup: $(BIN)/cryosse mkdssp
+
+# mkdssp (Debian package dssp 4.x) for the optional DSSP engine and its tests: installed only when
+# missing, and only as root with apt-get; otherwise the mkdssp tests skip with the reason.
+mkdssp:
+	@command -v mkdssp >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y -q dssp >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q dssp >/dev/null; } \
+	      || echo "could not install dssp: the mkdssp tests will skip"; \
+	  else echo "mkdssp not found (install Debian package dssp as root): the mkdssp tests will skip"; fi; }
 
 demo: setup
 	$(SNAKEMAKE)

@@ -25,4 +25,5 @@ rule all:
     input:
         "results/report/report.md",
         "results/dataset/manifest.tsv",
+        "results/dataset/report/dataset_report.md",
         expand("results/labels/{entry}.mrc", entry=ENTRIES),

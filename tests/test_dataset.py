@@ -110,3 +110,79 @@ def test_training_set_leaves_the_test_split_out(structures_dir, tmp_path):
     assert d.origin_a == lab.origin_a
     # helix voxels (1A8O is all-alpha) are denser than the background
     assert d.data[lab.data == 1].mean() > 3 * d.data[lab.data == 0].mean()
+
+
+def test_kfold_has_no_leakage(embedded_chains):
+    """Folds of the train+val chains: whole clusters, deterministic, stratified, and no pair of
+    chains in different folds is >= 30 % identical by the independent aligner."""
+    from cryosse.dataset import assign_folds
+
+    clusters = cluster_chains(embedded_chains, 0.30)
+    splits = assign_splits(embedded_chains, clusters, {"train": 0.7, "val": 0.15, "test": 0.15}, seed=0)
+    folds = assign_folds(embedded_chains, clusters, 5, seed=0, splits=splits)
+    assert folds == assign_folds(embedded_chains, clusters, 5, seed=0, splits=splits)
+    assert all((f == -1) == (s == "test") for f, s in zip(folds, splits))
+    assert set(folds) - {-1} == set(range(5))
+    sizes = [sum(len(c.sequence) for c, f in zip(embedded_chains, folds) if f == k) for k in range(5)]
+    assert max(sizes) < 2.0 * min(sizes), sizes  # balanced in residues
+    fold_of_cluster = {}
+    for cl, f in zip(clusters, folds):
+        assert fold_of_cluster.setdefault(cl, f) == f  # a cluster is never divided
+    pool = [(c, f) for c, f in zip(embedded_chains, folds) if f >= 0]
+    for (a, fa), (b, fb) in itertools.combinations(pool, 2):
+        if fa != fb:
+            assert a.entry != b.entry
+            assert independent_identity(a.sequence, b.sequence) < 0.30, (a.id, b.id)
+
+
+def _crop(tmp_path, structures_dir, chain, sse_text=None):
+    from cryosse.cli import main
+
+    model = structures_dir / "1a8o.pdb.gz"
+    assert main(["simulate", str(model), "--resolution", "8", "--voxel-size", "2",
+                 "-o", str(tmp_path / "m.mrc")]) == 0
+    args = ["crop", str(tmp_path / "m.mrc"), str(model), "--chain", chain, "-o", str(tmp_path / chain)]
+    if sse_text is not None:
+        (tmp_path / "sse.tsv").write_text(sse_text)
+        args += ["--sse", str(tmp_path / "sse.tsv")]
+    assert main(args) == 0
+    import json
+    return json.loads((tmp_path / chain / "meta.json").read_text())
+
+
+def test_empty_and_all_coil_chains_are_recorded_rejections(tmp_path, structures_dir):
+    meta = _crop(tmp_path, structures_dir, "Z")
+    assert meta["status"] == "rejected" and "no protein residues in chain Z" in meta["reason"]
+    from cryosse.io import read_model
+    from cryosse.sse import assign_sse
+    res = assign_sse(read_model(structures_dir / "1a8o.pdb.gz"))
+    coil = "chain\tseqnum\ticode\tresname\tdssp\tsse\n" + "".join(
+        f"{r.chain}\t{r.seqnum}\t{r.icode}\t{r.resname}\t-\tother\n" for r in res)
+    meta = _crop(tmp_path, structures_dir, "A", coil)
+    assert meta["status"] == "rejected" and "all-coil" in meta["reason"]
+    assert not (tmp_path / "A" / "density.mrc").exists()
+    assert meta["n_residues"] == len(res) and meta["n_modified"] > 0  # 1A8O's MSE residues
+
+
+def test_dataset_report(tiny_dataset, tmp_path):
+    from cryosse.cli import main
+
+    rows = read_tsv(tiny_dataset / "manifest.tsv")
+    # one rejected component in the manifest, as the workflow records it
+    manifest = tmp_path / "manifest.tsv"
+    text = (tiny_dataset / "manifest.tsv").read_text().splitlines()
+    header = text[0].split("\t")
+    bad = dict.fromkeys(header, "")
+    bad.update(id="9xyz_B", entry="9xyz", chain="B", status="rejected", reason="all-coil chain: no helix or sheet residue")
+    lines = text + ["\t".join(bad[h] for h in header)]
+    for i, r in enumerate(rows, start=1):  # paths relative to the copied manifest
+        lines[i] = "\t".join(str((tiny_dataset / r[h]).resolve()) if h in ("density", "labels") else r[h]
+                             for h in header)
+    manifest.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "report"
+    assert main(["dataset-report", "--manifest", str(manifest), "--splits", str(tiny_dataset / "splits.tsv"),
+                 "-o", str(out)]) == 0
+    md = (out / "dataset_report.md").read_text()
+    assert "5 accepted, 1 rejected" in md and "all-coil chain" in md and "| helix |" in md
+    for png in ("class_balance.png", "resolution.png", "thumbnails.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"

@@ -44,7 +44,7 @@ def test_dry_run_default_config(tmp_path):
     r = snakemake("-n", "--workflow-profile", str(ROOT / "workflow/profiles/default"), cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout + r.stderr
-    for rule in ("simulate", "sse", "label", "crop", "split", "dataset", "train", "report"):
+    for rule in ("simulate", "sse", "label", "crop", "split", "dataset", "dataset_report", "train", "report"):
         assert f"\n{rule} " in out or f"rule {rule}:" in out, rule
 
 
@@ -87,6 +87,9 @@ def test_end_to_end_tiny(tmp_path):
     datalist = json.loads((res / "dataset/datalist.json").read_text())
     assert len(datalist["training"]) + len(datalist["validation"]) + len(datalist["test"]) == 7
     assert (res / "dataset" / datalist["test"][0]["image"]).is_file()
+    assert "accepted" in (res / "dataset/report/dataset_report.md").read_text()
+    folds = read_tsv(res / "dataset/folds.tsv")
+    assert {f["fold"] for f in folds if f["split"] != "test"} <= {"0", "1", "2", "3", "4"}
     report = (res / "report/report.md").read_text()
     assert "| helix |" in report and "| sheet |" in report
     f1 = json.loads((res / "report/f1.json").read_text())

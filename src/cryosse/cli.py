@@ -50,13 +50,20 @@ def cmd_simulate(a) -> None:
 
 def cmd_sse(a) -> None:
     from .io import read_model
-    from .sse import assign_sse, write_sse
+    from .sse import SSEConfig, assign_sse, sse_class_of, write_sse
 
-    res = assign_sse(read_model(a.model))
-    write_sse(res, a.output)
-    codes = "".join(r.dssp for r in res)
-    _say(f"{a.output}: {len(res)} residues, helix {sum(c in 'HGI' for c in codes)}, "
-         f"sheet {sum(c in 'EB' for c in codes)}")
+    try:
+        cfg = SSEConfig(engine=a.engine, helix=tuple(a.helix.split(",")), sheet=tuple(a.sheet.split(",")))
+    except ValueError as exc:
+        raise InputError("--engine/--helix/--sheet", str(exc)) from None
+    t = time.perf_counter()
+    res = assign_sse(read_model(a.model), cfg)
+    write_sse(res, a.output, cfg.class_map)
+    classes = [sse_class_of(r.dssp, cfg.class_map) for r in res]
+    _say(f"{a.output}: {len(res)} residues ({cfg.engine}, {time.perf_counter() - t:.2f} s), "
+         f"helix {classes.count(1)}, sheet {classes.count(2)}, "
+         f"missing backbone atoms {sum(not r.complete for r in res)}, "
+         f"chain breaks {sum(r.break_before for r in res)}")
 
 
 def _sse_for(a, st):
@@ -82,7 +89,7 @@ def cmd_label(a) -> None:
 
 def cmd_crop(a) -> None:
     from .components import ComponentConfig, ComponentRejected, make_component
-    from .io import protein_atoms, read_map, read_model, write_json, write_map
+    from .io import model_report, protein_atoms, read_map, read_model, write_json, write_map
     from .labels import atom_classes
 
     check_id("--chain", a.chain, CHAIN_ID)
@@ -91,17 +98,18 @@ def cmd_crop(a) -> None:
     out.mkdir(parents=True, exist_ok=True)
     density = read_map(a.map)
     st = read_model(a.model)
-    if a.chain not in {c.name for c in st[0]}:
-        raise InputError(a.model, f"no protein chain named {a.chain}")
-    atoms = protein_atoms(st, [a.chain])
     cfg = ComponentConfig(zone_radius_a=a.zone_radius, margin_a=a.margin, multiple=a.multiple,
                           max_side=a.max_side, label_radius_a=a.radius)
     meta = {"id": sid, "entry": a.entry or "", "chain": a.chain, "pdb_id": a.pdb_id or "-",
             "resolution_a": a.resolution, "voxel_size_a": density.voxel_size_a[0],
             "source": str(a.map), "model": str(a.model), "sse": str(a.sse or ""), "config": cfg.__dict__}
+    meta.update(model_report(st, a.chain))
     for stale in ("density.mrc", "labels.mrc"):
         (out / stale).unlink(missing_ok=True)
     try:
+        if a.chain not in {c.name for c in st[0]}:
+            raise ComponentRejected(f"no protein residues in chain {a.chain} (empty, absent, or not protein)")
+        atoms = protein_atoms(st, [a.chain])
         comp = make_component(density, atoms, atom_classes(atoms, _sse_for(a, st)), cfg)
     except ComponentRejected as exc:
         meta.update(status="rejected", reason=str(exc))
@@ -117,9 +125,10 @@ def cmd_crop(a) -> None:
 
 
 def cmd_split(a) -> None:
-    from .dataset import ChainRecord, assign_splits, chain_sequence, cluster_chains, write_splits
+    from .dataset import (ChainRecord, assign_folds, assign_splits, chain_sequence, cluster_chains,
+                          write_folds, write_splits)
     from .io import read_model, read_tsv
-    from .sse import read_sse, sse_class_of
+    from .sse import read_sse, residue_class
 
     table = Path(a.structures)
     rows = read_tsv(table)
@@ -134,15 +143,24 @@ def cmd_split(a) -> None:
         sse = {x.key: x for x in read_sse(Path(a.sse_dir) / f"{entry}.tsv")}
         for ch in r["chains"].split(","):
             check_id("chain", ch, CHAIN_ID)
-            codes = [sse_class_of(x.dssp) for x in sse.values() if x.chain == ch]
+            codes = [residue_class(x) for x in sse.values() if x.chain == ch]
             n = max(len(codes), 1)
+            try:
+                seq = chain_sequence(st, ch)
+            except KeyError:  # no protein residues: crop records the rejection; keep its place
+                seq = ""
             chains.append(ChainRecord(f"{entry}_{ch}", entry, ch, r.get("pdb_id", "-") or "-",
-                                      chain_sequence(st, ch), codes.count(1) / n, codes.count(2) / n))
+                                      seq, codes.count(1) / n, codes.count(2) / n))
     clusters = cluster_chains(chains, a.identity)
     splits = assign_splits(chains, clusters, fractions, a.seed)
-    write_splits(a.output, chains, clusters, splits)
+    folds = assign_folds(chains, clusters, a.kfold, a.seed, splits) if a.kfold >= 2 else None
+    write_splits(a.output, chains, clusters, splits, folds)
+    if a.folds:
+        write_folds(a.folds, chains, clusters, splits, folds or [-1] * len(chains))
     _say(f"{a.output}: {len(chains)} chains in {len(set(clusters))} clusters: " +
-         ", ".join(f"{s} {splits.count(s)}" for s in ("train", "val", "test")))
+         ", ".join(f"{s} {splits.count(s)}" for s in ("train", "val", "test")) +
+         (f"; {a.kfold} folds of train+val: " + ", ".join(str(folds.count(k)) for k in range(a.kfold))
+          if folds else ""))
 
 
 def cmd_dataset(a) -> None:
@@ -251,6 +269,14 @@ def cmd_compare(a) -> None:
     print((Path(a.output) / "comparison.md").read_text(), end="")
 
 
+def cmd_dataset_report(a) -> None:
+    from .dataset import write_dataset_report
+
+    s = write_dataset_report(a.manifest, a.splits, a.output)
+    _say(f"{a.output}/dataset_report.md: {s['components']} components, {s['accepted']} accepted, "
+         f"{s['rejected']} rejected")
+
+
 def cmd_report(a) -> None:
     from .evaluate import write_report
 
@@ -284,8 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sse", help="assign secondary structure (DSSP) per residue",
                        description="Per-residue DSSP codes and classes (helix = H,G,I; sheet = E,B; "
-                       "other = the rest) of the protein chains of MODEL, as a TSV table.")
+                       "other = the rest; configurable) of the protein chains of MODEL, as a TSV table with the "
+                       "engine's code, the class, and flags for residues missing backbone atoms and "
+                       "chain breaks.")
     s.add_argument("model")
+    s.add_argument("--engine", default="pydssp", choices=["pydssp", "mkdssp"],
+                   help="pydssp (default; H, E, - only) or mkdssp (Debian package dssp 4.x, eight states)")
+    s.add_argument("--helix", default="H,G,I", help="DSSP codes of the helix class (default H,G,I)")
+    s.add_argument("--sheet", default="E,B", help="DSSP codes of the sheet class (default E,B)")
     s.add_argument("-o", "--output", required=True, help="output TSV")
     s.set_defaults(func=cmd_sse)
 
@@ -336,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--identity", type=float, default=0.30)
     s.add_argument("--fractions", default="0.7,0.15,0.15", help="train,val,test (default 0.7,0.15,0.15)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--kfold", type=int, default=0,
+                   help="also divide the train+val chains into K leakage-free folds (0: none)")
+    s.add_argument("--folds", help="write the folds table (id, split, fold, cluster, stratum) here")
     s.add_argument("-o", "--output", required=True)
     s.set_defaults(func=cmd_split)
 
@@ -345,6 +380,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--manifest", required=True)
     s.add_argument("--datalist", required=True)
     s.set_defaults(func=cmd_dataset)
+
+    s = sub.add_parser("dataset-report", help="Markdown report of the data set with PNG figures",
+                       description="Entries, chains, components, class balance (voxels and residues), "
+                       "resolution histogram, per-sample thumbnails with labels, rejected samples and why.")
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--splits", required=True)
+    s.add_argument("-o", "--output", required=True, help="output folder")
+    s.set_defaults(func=cmd_dataset_report)
 
     s = sub.add_parser("train", help="train the 3D U-Net on a datalist",
                        description="Train on the datalist's training samples, validate on whole "

@@ -27,6 +27,7 @@ class ComponentConfig:
     multiple: int = 8
     max_side: int = 256
     label_radius_a: float = 3.0
+    reject_all_coil: bool = True
 
 
 class ComponentRejected(Exception):
@@ -78,11 +79,14 @@ def make_component(density: Map, atoms: ProteinAtoms, classes: np.ndarray,
                    cfg: ComponentConfig = ComponentConfig()) -> Component:
     """Cut the component of ``atoms`` (one chain or a group) out of ``density``.
 
-    Raises :class:`ComponentRejected` when the component has no atoms, lies outside the map,
-    or its box is larger than ``cfg.max_side`` voxels along some axis.
+    Raises :class:`ComponentRejected` when the component has no atoms, has no helix or sheet
+    residue (``cfg.reject_all_coil``), lies outside the map, or its box is larger than
+    ``cfg.max_side`` voxels along some axis.
     """
     if len(atoms.xyz) == 0:
         raise ComponentRejected("chain has no atoms")
+    if cfg.reject_all_coil and not np.isin(classes, (HELIX, SHEET)).any():
+        raise ComponentRejected("all-coil chain: no helix or sheet residue")
     idx = density.xyz_to_index(atoms.xyz)
     inside = np.all((idx >= -0.5) & (idx <= np.asarray(density.shape_xyz) - 0.5), axis=1)
     if inside.mean() < 0.5:

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import BACKGROUND
 from .io import Map, ProteinAtoms
-from .sse import ResidueSSE, sse_class_of
+from .sse import ResidueSSE, residue_class, sse_class_of
 
 __all__ = ["residue_classes", "atom_classes", "label_voxels", "nearest_atoms", "within", "DEFAULT_RADIUS_A"]
 
@@ -27,8 +27,8 @@ DEFAULT_RADIUS_A = 3.0
 def residue_classes(atoms: ProteinAtoms, sse: list[ResidueSSE],
                     class_map: dict[str, int] | None = None) -> np.ndarray:
     """Class (1 helix, 2 sheet, 3 other) of each residue of ``atoms.residues``, from its DSSP
-    code (residues missing from ``sse``: other)."""
-    by_key = {r.key: sse_class_of(r.dssp, class_map) for r in sse}
+    code, or the class its SSE table recorded (residues missing from ``sse``: other)."""
+    by_key = {r.key: residue_class(r, class_map) for r in sse}
     return np.array([by_key.get((c, n, i), sse_class_of("-", class_map))
                      for c, n, i, _ in atoms.residues], np.uint8)
 

@@ -3,12 +3,14 @@ rule split:
         table=config["structures"],
         sse=expand("results/sse/{entry}.tsv", entry=ENTRIES),
     output:
-        "results/dataset/splits.tsv",
+        splits="results/dataset/splits.tsv",
+        folds="results/dataset/folds.tsv",
     params:
         entries=",".join(ENTRIES),
         identity=config["split"]["max_identity"],
         fractions=",".join(str(config["split"]["fractions"][s]) for s in ("train", "val", "test")),
         seed=config["split"]["seed"],
+        kfold=config["split"]["kfold"],
     log:
         "logs/split/split.log",
     conda:
@@ -16,7 +18,7 @@ rule split:
     shell:
         "cryosse split --structures {input.table} --sse-dir results/sse --entries {params.entries} "
         "--identity {params.identity} --fractions {params.fractions} --seed {params.seed} "
-        "-o {output} 2> {log}"
+        "--kfold {params.kfold} --folds {output.folds} -o {output.splits} 2> {log}"
 
 
 checkpoint dataset:
@@ -33,3 +35,21 @@ checkpoint dataset:
     shell:
         "cryosse dataset {input.components} --splits {input.splits} "
         "--manifest {output.manifest} --datalist {output.datalist} 2> {log}"
+
+
+rule dataset_report:
+    input:
+        manifest="results/dataset/manifest.tsv",
+        splits="results/dataset/splits.tsv",
+    output:
+        report="results/dataset/report/dataset_report.md",
+        balance="results/dataset/report/class_balance.png",
+        resolution="results/dataset/report/resolution.png",
+        thumbnails="results/dataset/report/thumbnails.png",
+    log:
+        "logs/dataset_report/dataset_report.log",
+    conda:
+        "../../envs/cryosse.yaml"
+    shell:
+        "cryosse dataset-report --manifest {input.manifest} --splits {input.splits} "
+        "-o results/dataset/report 2> {log}"
