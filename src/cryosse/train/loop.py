@@ -62,6 +62,7 @@ class TrainConfig:
     realism: bool = False              # degrade patches like native maps (cryosse.realism)
     realism_ramp: tuple[float, float] = (0.2, 0.5)  # fractions of the steps: start, full strength
     realism_clean: float = 0.2         # share of patches left clean at full strength
+    realism_params: dict = field(default_factory=dict)  # RealismConfig fields to change
 
 
 def load_datalist(path: str | os.PathLike) -> dict:
@@ -99,7 +100,7 @@ def _degraded_copies(samples: list[Sample], cfg: TrainConfig) -> list[Sample]:
     out = []
     for s in samples:
         g = np.random.default_rng(int(hashlib.sha256(f"{cfg.seed}:{s.id}".encode()).hexdigest()[:8], 16))
-        x, _ = degrade(s.raw, s.y > 0, cfg.voxel_size_a, g, RealismConfig())
+        x, _ = degrade(s.raw, s.y > 0, cfg.voxel_size_a, g, realism_config(cfg))
         x, pad = normalise(x, cfg.voxel_size_a, cfg.norm)
         out.append(Sample(s.id + "~real", x, s.y, pad, s.labels4, s.data_voxel_size_a))
     return out
@@ -174,9 +175,15 @@ def degraded_sample(s: Sample, cfg: TrainConfig, strength: float, rng: random.Ra
     if strength <= 0 or rng.random() < cfg.realism_clean:
         return s
     g = np.random.default_rng(rng.getrandbits(64))
-    x, _ = degrade(s.raw, s.y > 0, cfg.voxel_size_a, g, RealismConfig().scaled(strength))
+    x, _ = degrade(s.raw, s.y > 0, cfg.voxel_size_a, g, realism_config(cfg).scaled(strength))
     x, pad = normalise(x, cfg.voxel_size_a, cfg.norm)
     return Sample(s.id, x, s.y, pad, s.labels4, s.data_voxel_size_a)
+
+
+def realism_config(cfg: TrainConfig):
+    from ..realism import RealismConfig
+
+    return RealismConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.realism_params.items()})
 
 
 class PatchSampler:
