@@ -25,3 +25,4 @@ rule all:
         "results/report/report.md",
         "results/dataset/manifest.tsv",
         expand("results/labels/{entry}.mrc", entry=ENTRIES),
+        predict_targets,
