@@ -322,3 +322,14 @@ def test_residue_votes_equal_brute_force(structures_dir):
         near = (((pts[:, None, :] - xyz[None]) ** 2).sum(-1) <= 9.0).any(1)
         counts = np.bincount(three[near], minlength=3)
         assert got[r] == (counts.argmax() if counts.sum() else -1), r
+
+
+def test_gpu_check_script_runs_on_cpu(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "scripts/gpu_check.py"), "--small", "--device", "cpu",
+                        "--steps", "1", "--json", str(tmp_path / "gpu.json")], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "gpu.json").read_text())
+    assert res["device"] == "cpu" and res["train"]["step_s"] > 0 and res["predict"]["side"] == 64
+    assert 0 <= res["predict"]["helix_fraction"] <= 1
