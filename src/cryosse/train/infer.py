@@ -44,7 +44,11 @@ def _pad_to(x: np.ndarray, shape: tuple[int, ...], value: float) -> np.ndarray:
 
 def activation_bytes_per_voxel(net: torch.nn.Module, divisor: int) -> float:
     """Bytes of float32 layer outputs per input voxel in one forward pass (the sum over all
-    convolution and normalisation layers: an upper bound of what inference holds at once)."""
+    convolution and normalisation layers: an upper bound of what inference holds at once).
+    Measured once per network on a ``divisor``³ input and remembered on the network."""
+    cached = getattr(net, "_cryosse_activation_bytes", None)
+    if cached is not None:
+        return cached
     total = [0]
 
     def hook(mod, inp, out):
@@ -52,14 +56,15 @@ def activation_bytes_per_voxel(net: torch.nn.Module, divisor: int) -> float:
 
     layers = (torch.nn.Conv3d, torch.nn.ConvTranspose3d, torch.nn.BatchNorm3d, torch.nn.InstanceNorm3d)
     hooks = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, layers)]
-    side = 2 * divisor
+    side = divisor
     try:
         with torch.inference_mode():
             net.eval()(torch.zeros(1, 1, side, side, side, device=next(net.parameters()).device))
     finally:
         for h in hooks:
             h.remove()
-    return 4.0 * total[0] / side ** 3
+    net._cryosse_activation_bytes = 4.0 * total[0] / side ** 3
+    return net._cryosse_activation_bytes
 
 
 @torch.inference_mode()
