@@ -58,7 +58,20 @@ def cryosse_run(m, net, card, tile=None, overlap=0.5):
     return predict_map(m, net, card, cfg, tile=plan.tile), plan
 
 
-def monai_run(x, net):
+def monai_run(x, net, threads=0):
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _monai(x, net)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _monai(x, net):
     import torch
     from monai.inferers import sliding_window_inference
 
@@ -117,6 +130,8 @@ def main() -> None:
     if a.child:
         print(json.dumps(child(*a.child)))
         return
+    from cryosse.predict import cpu_threads
+
     np, torch, net, card = setup()
     results = {}
     for case, shape in CASES.items():
@@ -126,6 +141,8 @@ def main() -> None:
             "cryosse": lambda: cryosse_run(m, net, card),
             "cryosse_tile64": lambda: cryosse_run(m, net, card, tile=64),
             "monai_network_only": lambda: monai_run(x, net),
+            # MONAI with the thread count cryosse picked (cpu_threads), for a like-for-like ratio
+            "monai_same_threads": lambda: monai_run(x, net, cpu_threads()),
         }
         times = {k: [] for k in variants}
         extra = {}
@@ -137,16 +154,20 @@ def main() -> None:
                 r = f()
                 times[k].append(time.perf_counter() - t)
                 if k.startswith("cryosse"):
-                    extra[k] = {"network_s": r[0].summary["network_s"], "tile": r[1].tile}
+                    extra[k] = {"network_s": r[0].summary["network_s"], "tile": r[1].tile,
+                                "threads": r[0].summary["threads"]}
         med = {k: statistics.median(v) for k, v in times.items()}
         results[case] = {"shape_xyz": list(shape[::-1]), "working_shape_xyz": list(x.shape[2:][::-1]),
                          "median_s": med, "all_s": times, "detail": extra,
                          "ratio_monai_over_cryosse": med["monai_network_only"] / med["cryosse"],
-                         "ratio_monai_over_cryosse_tile64": med["monai_network_only"] / med["cryosse_tile64"]}
+                         "ratio_monai_over_cryosse_tile64": med["monai_network_only"] / med["cryosse_tile64"],
+                         "ratio_monai_same_threads_over_cryosse": med["monai_same_threads"] / med["cryosse"]}
         print(f"{case}: cryosse {med['cryosse']:.3f} s (tile {extra['cryosse']['tile']}, network "
               f"{extra['cryosse']['network_s']:.3f} s), tile 64 {med['cryosse_tile64']:.3f} s, MONAI network "
-              f"only {med['monai_network_only']:.3f} s: MONAI / cryosse = "
-              f"{results[case]['ratio_monai_over_cryosse']:.2f}", flush=True)
+              f"only {med['monai_network_only']:.3f} s ({med['monai_same_threads']:.3f} s with cryosse's "
+              f"{extra['cryosse']['threads']} threads): MONAI / cryosse = "
+              f"{results[case]['ratio_monai_over_cryosse']:.2f} "
+              f"({results[case]['ratio_monai_same_threads_over_cryosse']:.2f})", flush=True)
     memory = []
     for case in CASES:
         for kind in ("cryosse", "monai"):

@@ -186,10 +186,7 @@ def cmd_predict(a) -> None:
         raise InputError(a.map, "--max-memory-gb and --batch must be positive, --overlap in [0, 1), --tile >= 0")
     if a.device and a.device not in ("cpu", "cuda") and not a.device.startswith("cuda:"):
         raise InputError(a.map, f"unknown --device {a.device!r} (cpu, cuda)")
-    if a.threads:
-        import torch
-        torch.set_num_threads(a.threads)
-    cfg = PredictConfig(contour=a.contour, overlap=a.overlap, tile=a.tile, batch=a.batch,
+    cfg = PredictConfig(contour=a.contour, overlap=a.overlap, tile=a.tile, batch=a.batch, threads=a.threads,
                         device=a.device, amp=False if a.no_amp else None, max_memory_gb=a.max_memory_gb)
     chains = a.chain.split(",") if a.chain else None
     s = predict_to_dir(a.map, a.checkpoint, a.output, cfg, model=a.model, chains=chains,
@@ -395,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-memory-gb", type=float, default=8.0,
                    help="memory budget for the arrays (default 8): over it, outputs are streamed to disk "
                    "slab by slab; if even that does not fit, stop before writing anything")
-    s.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
+    s.add_argument("--threads", type=int, default=0, help="CPU threads (default: OMP_NUM_THREADS if set, "
+                   "else the cores not kept busy by other processes)")
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.set_defaults(func=cmd_predict)
 
