@@ -27,3 +27,4 @@ rule all:
         "results/dataset/manifest.tsv",
         "results/dataset/report/dataset_report.md",
         expand("results/labels/{entry}.mrc", entry=ENTRIES),
+        predict_targets,

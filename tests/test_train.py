@@ -184,7 +184,7 @@ def test_realism_training_records_norm_and_predicts_with_it(tiny_dataset, tmp_pa
     """A run with realism and local normalisation validates on clean and degraded copies,
     records the normalisation in the card, and prediction normalises the same way."""
     from cryosse.io import read_map
-    from cryosse.predict import predict_map
+    from cryosse.predict import PredictConfig, predict_map
     from cryosse.train.checkpoint import load_checkpoint
     from cryosse.train.loop import TrainConfig, train
 
@@ -195,10 +195,10 @@ def test_realism_training_records_norm_and_predicts_with_it(tiny_dataset, tmp_pa
     assert "valreal_helix_f1" in card["metrics"] and np.isfinite(card["metrics"]["train_loss"])
     net, card2, _ = load_checkpoint(tmp_path / "checkpoint.pt")
     m = read_map(next((tiny_dataset / "components").glob("*/density.mrc")))
-    plain = predict_map(m, net, card2, device="cpu")
+    plain = predict_map(m, net, card2, PredictConfig(device="cpu"))
     assert plain.labels.data.shape == m.data.shape
-    flipped = predict_map(m, net, card2, device="cpu", tta=True)
-    assert flipped.helix_prob.data.shape == m.data.shape and flipped.summary["device"] == "cpu"
+    flipped = predict_map(m, net, card2, PredictConfig(device="cpu", tta=True))
+    assert flipped.helix_prob.data.shape == m.data.shape and flipped.summary["tta"] is True
 
 
 def test_realism_ramp():

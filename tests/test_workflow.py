@@ -48,6 +48,66 @@ def test_dry_run_default_config(tmp_path):
         assert f"\n{rule} " in out or f"rule {rule}:" in out, rule
 
 
+def test_dry_run_with_configured_maps(tmp_path):
+    """A map with a fitted model is predicted (on a GPU under the slurm profile) and scored; a
+    map without one is only predicted."""
+    from cryosse.io import Map, write_map
+
+    write_map(Map(np.zeros((8, 8, 8), np.float32), (1.0,) * 3), tmp_path / "emd_1.map")
+    write_map(Map(np.zeros((8, 8, 8), np.float32), (1.0,) * 3), tmp_path / "other.mrc.gz")
+    _default_config(tmp_path)
+    cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    cfg["predict"] = {"maps": [{"path": str(tmp_path / "emd_1.map"), "contour": 0.5,
+                                "model": str(ROOT / "src/cryosse/data/structures/1a8o.pdb.gz"), "chain": "A"},
+                               {"path": str(tmp_path / "other.mrc.gz")}]}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake("-n", "-p", "--workflow-profile", str(ROOT / "workflow/profiles/default"), cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    for path in ("results/predict/emd_1/summary.json", "results/predict/other/view.cxc",
+                 "results/evaluate_map/emd_1/scores.json", "results/evaluate_map/emd_1/slices.png"):
+        assert path in out, path
+    assert "results/evaluate_map/other" not in out
+    assert "--model" in out and "--chain A" in out and "--contour 0.5" in out and "--png" in out
+    profile = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
+    assert profile["set-resources"]["predict"]["gpu"] == 1
+    bad = dict(cfg, predict={"maps": [{"path": "x.map", "chain": "A"}]})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(bad))
+    r = snakemake("-n", cwd=tmp_path)
+    assert r.returncode != 0 and "needs 'model'" in r.stdout + r.stderr
+
+
+def test_predict_maps_runs(tmp_path):
+    """snakemake predict_maps with a given checkpoint: prediction, truth labels, scores, slices."""
+    import torch
+
+    from cryosse.density import simulate_density
+    from cryosse.io import read_model, write_map
+    from cryosse.train.checkpoint import save_checkpoint
+    from cryosse.train.network import PRESETS, build_network
+
+    torch.manual_seed(0)
+    arch = dict(PRESETS["small"], n_classes=3, preset="small")
+    save_checkpoint(tmp_path / "ckpt.pt", build_network(arch),
+                    {"arch": arch, "classes": ["other", "helix", "sheet"], "voxel_size_a": 2.0,
+                     "data_voxel_size_a": 1.0, "tile": 32})
+    model = ROOT / "src/cryosse/data/structures/1a8o.pdb.gz"
+    write_map(simulate_density(read_model(model), 7.0, 1.2), tmp_path / "sim.mrc")
+    _default_config(tmp_path)
+    cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    cfg["predict"] = {"checkpoint": str(tmp_path / "ckpt.pt"),
+                      "maps": [{"path": str(tmp_path / "sim.mrc"), "model": str(model), "chain": "A"}]}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake("--cores", "2", "predict_maps", "--workflow-profile", str(ROOT / "workflow/profiles/default"),
+                  cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    scores = json.loads((tmp_path / "results/evaluate_map/sim/scores.json").read_text())
+    assert set(scores["classes"]) >= {"helix", "sheet", "other"} and scores["residues"]["n_residues"] > 40
+    assert (tmp_path / "results/evaluate_map/sim/slices.png").read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((tmp_path / "results/predict/sim/summary.json").read_text())
+    assert summary["zone_chains"] == ["A"] and summary["device"] in ("cpu", "cuda")
+
+
 def test_bad_config_is_rejected(tmp_path):
     cfg = {"structures": str(ROOT / "src/cryosse/data/structures/structures.tsv"),
            "entries": ["../etc"]}

@@ -214,19 +214,21 @@ def cmd_real_maps(a) -> None:
 
 
 def cmd_predict(a) -> None:
-    from .io import read_map
-    from .predict import predict_map, write_prediction
-    from .train.checkpoint import load_checkpoint
+    from .components import ComponentConfig
+    from .predict import BUNDLED_CHECKPOINT, PredictConfig, predict_to_dir
 
-    from .predict import BUNDLED_CHECKPOINT
-
-    m = read_map(a.map)
-    net, card, _ = load_checkpoint(a.checkpoint or BUNDLED_CHECKPOINT)
-    pred = predict_map(m, net, card, device=a.device, overlap=a.overlap, tta=a.tta)
-    write_prediction(pred, a.output, a.map)
-    s = pred.summary
+    if a.max_memory_gb <= 0 or not 0 <= a.overlap < 1 or a.batch < 1 or a.tile < 0:
+        raise InputError(a.map, "--max-memory-gb and --batch must be positive, --overlap in [0, 1), --tile >= 0")
+    if a.device and a.device not in ("cpu", "cuda") and not a.device.startswith("cuda:"):
+        raise InputError(a.map, f"unknown --device {a.device!r} (cpu, cuda)")
+    cfg = PredictConfig(contour=a.contour, overlap=a.overlap, tile=a.tile, batch=a.batch, threads=a.threads,
+                        device=a.device, amp=False if a.no_amp else None, max_memory_gb=a.max_memory_gb,
+                        tta=a.tta)
+    chains = a.chain.split(",") if a.chain else None
+    s = predict_to_dir(a.map, a.checkpoint or BUNDLED_CHECKPOINT, a.output, cfg, model=a.model, chains=chains,
+                       zone_cfg=ComponentConfig(zone_radius_a=a.zone))
     _say(f"{a.output}: helix {s['helix_fraction']:.1%}, sheet {s['sheet_fraction']:.1%} of voxels, "
-         f"{s['runtime_s']:.2f} s on {s['device']}")
+         f"{s['runtime_s']:.2f} s on {s['device']}" + (", outputs streamed" if s["outputs_streamed"] else ""))
 
 
 def cmd_evaluate(a) -> None:
@@ -245,6 +247,12 @@ def cmd_evaluate(a) -> None:
         scores["residues"] = evaluate_residues(pred, st, a.chain, _sse_for(a, st))
     if a.json:
         write_json(a.json, scores)
+    if a.png:
+        from .evaluate import write_slice_figure
+
+        if not a.density:
+            raise InputError(a.prediction, "--png needs --density")
+        write_slice_figure(a.png, read_map(a.density), truth, pred, scores["id"])
     print("voxels\n" + format_table(scores))
     if a.model:
         print(f"residues (majority of predicted voxels within 3 Å)\n" + format_table(scores["residues"]))
@@ -451,14 +459,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_real_maps)
 
     s = sub.add_parser("predict", help="predict helix/sheet probabilities and labels for a map",
-                       description="Writes OUTDIR/helix_prob.mrc, sheet_prob.mrc and labels.mrc (0 other, "
-                       "1 helix, 2 sheet) on MAP's own grid, summary.json and view.cxc for ChimeraX.")
+                       description="Segment any MRC/CCP4 map (any size, voxel size, axis order): resampled "
+                       "to the model's voxel size, normalised as in training, sliding windows with Gaussian "
+                       "blending (CUDA with AMP when available, else CPU). Writes into OUTDIR, on MAP's own "
+                       "grid (shape, voxel size, origin): helix_prob.mrc, sheet_prob.mrc, labels.mrc (0 "
+                       "background/other, 1 helix, 2 sheet), view.cxc for ChimeraX and summary.json (last).")
     s.add_argument("map")
     s.add_argument("--checkpoint", help="checkpoint from 'cryosse train' (default: the bundled model)")
+    s.add_argument("--contour", type=float, default=None,
+                   help="density below this level is set to 0 before resampling and normalisation")
+    s.add_argument("--model", help="atomic model (PDB/mmCIF): predict only the chain zone (--chain)")
+    s.add_argument("--chain", help="with --model: chain(s), comma-separated (default: all protein chains)")
+    s.add_argument("--zone", type=float, default=c.zone_radius_a,
+                   help=f"zone radius in Å around the chain's heavy atoms (default {c.zone_radius_a})")
     s.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    s.add_argument("--overlap", type=float, default=0.5)
+    s.add_argument("--no-amp", action="store_true", help="no fp16 autocast on CUDA")
+    s.add_argument("--overlap", type=float, default=0.5, help="tile overlap fraction (default 0.5)")
+    s.add_argument("--tile", type=int, default=0,
+                   help="tile side in working voxels (default 0: the largest of 128, 96 or the model's "
+                   "tile that fits the memory budget)")
+    s.add_argument("--batch", type=int, default=2, help="tiles per network call (default 2)")
+    s.add_argument("--max-memory-gb", type=float, default=8.0,
+                   help="memory budget for the arrays (default 8): over it, outputs are streamed to disk "
+                   "slab by slab; if even that does not fit, stop before writing anything")
     s.add_argument("--tta", action="store_true", help="average over the four 180-degree rotations (4x time)")
-    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--threads", type=int, default=0, help="CPU threads (default: OMP_NUM_THREADS if set, "
+                   "else the cores not kept busy by other processes)")
+    s.add_argument("-o", "--output", required=True, help="output folder")
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("evaluate", help="per-class voxel precision/recall/F1 of a prediction",
@@ -473,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chain", help="with --model: only this chain")
     s.add_argument("--sse", help="with --model: per-residue table from 'cryosse sse' (default: run DSSP)")
     s.add_argument("--json", help="also write the scores as JSON")
+    s.add_argument("--png", help="also draw density, true and predicted labels on a slice (needs --density)")
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("score", help="predict and score every sample of a datalist split",

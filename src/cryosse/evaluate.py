@@ -16,7 +16,7 @@ from .io import Map, pyplot, read_map, write_json, write_png, write_text
 from .train.metrics import CLASS3, confusion, prf_from_confusion
 
 __all__ = ["evaluate_maps", "format_table", "write_report", "same_grid", "evaluate_residues",
-           "score_checkpoint", "compare_scores"]
+           "score_checkpoint", "compare_scores", "write_slice_figure"]
 
 
 def same_grid(a: Map, b: Map, path_b: str = "truth") -> None:
@@ -47,6 +47,11 @@ def format_table(scores: dict) -> str:
         lines.append(f"{c:<8}{_fmt(s['precision']):>10}{_fmt(s['recall']):>8}{_fmt(s['f1']):>8}"
                      f"{s['support']:>10}")
     return "\n".join(lines)
+
+
+def write_slice_figure(png: str | os.PathLike, density: Map, truth: Map, pred: Map, title: str) -> None:
+    """Density, true and predicted labels on the z-slice with the most true helix and sheet."""
+    _slice_figure(Path(png), density, truth, pred, title)
 
 
 def _slice_figure(png: Path, density: Map, truth: Map, pred: Map, title: str) -> None:
@@ -187,7 +192,7 @@ def score_checkpoint(checkpoint: str | os.PathLike, datalist: str | os.PathLike,
                      device: str | None = None) -> dict:
     """Predict every sample of a datalist split with a checkpoint and score it: pooled and
     mean-over-samples voxel F1, and residue-level F1 where the sample's model is known."""
-    from .predict import predict_map
+    from .predict import PredictConfig, predict_map
     from .train.checkpoint import load_checkpoint
     from .train.loop import load_datalist
     from .io import read_model
@@ -203,7 +208,7 @@ def score_checkpoint(checkpoint: str | os.PathLike, datalist: str | os.PathLike,
     per_sample = {}
     for it in items:
         dens, truth = read_map(it["image"]), read_map(it["label"])
-        pred = predict_map(dens, net, card, device=device).labels
+        pred = predict_map(dens, net, card, PredictConfig(device=device)).labels
         ev = evaluate_maps(pred, truth)
         vox_cm += np.asarray(ev["confusion"])
         row = {f"voxel_{c}_f1": ev["classes"][c]["f1"] for c in CLASS3}

@@ -24,7 +24,7 @@ import numpy as np
 from .errors import InputError
 
 __all__ = [
-    "Map", "read_map", "write_map", "read_model", "model_report", "ProteinAtoms", "protein_atoms",
+    "Map", "read_map", "write_map", "write_map_mmap", "read_model", "model_report", "ProteinAtoms", "protein_atoms",
     "atomic_path", "write_text", "write_json", "write_tsv", "read_tsv", "pyplot", "write_png",
 ]
 
@@ -230,27 +230,63 @@ def write_map(m: Map, path: str | os.PathLike, *, labels: bool = False) -> None:
 
     dest = Path(path)
     data = np.ascontiguousarray(m.data.astype(np.int8 if labels else np.float32))
-    voxel = np.asarray(m.voxel_size_a, float)
-    origin = np.asarray(m.origin_a, float)
-    steps = origin / voxel
-    whole = np.allclose(steps, np.round(steps), atol=1e-4)
     with atomic_path(dest) as tmp:
         compression = "gzip" if dest.name.endswith(".gz") else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with mrcfile.new(tmp, overwrite=True, compression=compression) as mrc:
                 mrc.set_data(data)
-                mrc.voxel_size = tuple(voxel)
-                h = mrc.header
-                h.mapc, h.mapr, h.maps = 1, 2, 3
-                if whole:
-                    s = np.round(steps).astype(int)
-                    h.nxstart, h.nystart, h.nzstart = int(s[0]), int(s[1]), int(s[2])
-                    h.origin = (0.0, 0.0, 0.0)
-                else:
-                    h.nxstart = h.nystart = h.nzstart = 0
-                    h.origin = tuple(origin)
+                _place(mrc, m.voxel_size_a, m.origin_a)
                 mrc.update_header_stats()
+
+
+def _place(mrc, voxel_size_a, origin_a) -> None:
+    """Voxel size, axis order 1,2,3 and placement (see :func:`write_map`) of an open MRC."""
+    voxel = np.asarray(voxel_size_a, float)
+    origin = np.asarray(origin_a, float)
+    steps = origin / voxel
+    mrc.voxel_size = tuple(voxel)
+    h = mrc.header
+    h.mapc, h.mapr, h.maps = 1, 2, 3
+    if np.allclose(steps, np.round(steps), atol=1e-4):
+        s = np.round(steps).astype(int)
+        h.nxstart, h.nystart, h.nzstart = int(s[0]), int(s[1]), int(s[2])
+        h.origin = (0.0, 0.0, 0.0)
+    else:
+        h.nxstart = h.nystart = h.nzstart = 0
+        h.origin = tuple(origin)
+
+
+@contextlib.contextmanager
+def write_map_mmap(like: Map, path: str | os.PathLike, *, labels: bool = False) -> Iterator[np.ndarray]:
+    """Yield a writable memory-mapped ``[z, y, x]`` array for a new MRC file on ``like``'s grid.
+
+    For outputs larger than memory: write every z-plane of the array, piece by piece; when the
+    block ends the header gets the placement of :func:`write_map` and statistics computed piece
+    by piece (no full-size temporary), and the file is renamed onto ``path`` (atomically; on an
+    error nothing is left). Density is float32 (mode 2), labels int8 (mode 0).
+    """
+    import mrcfile
+
+    dest = Path(path)
+    with atomic_path(dest) as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.new_mmap(tmp, like.data.shape, mrc_mode=0 if labels else 2,
+                                  overwrite=True) as mrc:
+                yield mrc.data
+                _place(mrc, like.voxel_size_a, like.origin_a)
+                lo, hi, total, squares = np.inf, -np.inf, 0.0, 0.0
+                for plane in mrc.data:  # one z-plane at a time
+                    lo, hi = min(lo, float(plane.min())), max(hi, float(plane.max()))
+                    total += float(plane.sum(dtype=np.float64))
+                    squares += float(np.square(plane, dtype=np.float64).sum())
+                n = max(mrc.data.size, 1)
+                mean = total / n
+                h = mrc.header
+                h.dmin, h.dmax, h.dmean = lo, hi, mean
+                h.rms = float(np.sqrt(max(squares / n - mean * mean, 0.0)))
+                mrc.flush()
 
 
 # --------------------------------------------------------------------------- models

@@ -97,11 +97,11 @@ def score_case(case: RealCase, data_dir, net, card: dict, *, device: str | None 
                tta: bool = False) -> dict:
     """Predict one real map and score it against its model (voxel and residue F1)."""
     from .evaluate import evaluate_maps, evaluate_residues
-    from .predict import predict_map
+    from .predict import PredictConfig, predict_map
 
     m, st, sse, truth, mask = load_case(case, data_dir)
     t0 = time.time()
-    pred = predict_map(m, net, card, device=device, tta=tta)
+    pred = predict_map(m, net, card, PredictConfig(device=device, tta=tta))
     seconds = time.time() - t0
     vox = evaluate_maps(pred.labels, truth, mask)
     res = evaluate_residues(pred.labels, st, None, sse)

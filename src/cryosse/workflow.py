@@ -11,11 +11,12 @@ from pathlib import Path
 from .errors import InputError
 from .io import read_tsv
 
-__all__ = ["Entry", "load_structures", "resolution_for", "sample_id"]
+__all__ = ["Entry", "load_structures", "resolution_for", "sample_id", "predict_maps"]
 
 ENTRY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
 CHAIN_ID = re.compile(r"^[A-Za-z0-9]{1,4}$")
 PDB_ID = re.compile(r"^([0-9][A-Za-z0-9]{3}|-)$")
+MAP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -74,3 +75,22 @@ def resolution_for(entry: str, seed: int, lo: float, hi: float) -> float:
 
 def sample_id(entry: str, chain: str) -> str:
     return f"{entry}_{chain}"
+
+
+def predict_maps(maps: list[dict]) -> dict[str, dict]:
+    """The ``predict.maps`` entries of the config by id (``id``, or the file name without
+    ``.gz`` and the map extension); ids must be plain and unique."""
+    out = {}
+    for k, m in enumerate(maps):
+        name = Path(m["path"]).name
+        name = re.sub(r"\.gz$", "", name)
+        name = re.sub(r"\.(mrc|map|ccp4|mrcs)$", "", name, flags=re.I)
+        mid = m.get("id") or name
+        if not MAP_ID.match(mid):
+            raise InputError("config predict.maps", f"entry {k}: {mid!r} is not a plain id: set 'id'")
+        if mid in out:
+            raise InputError("config predict.maps", f"entry {k}: id {mid!r} is used twice")
+        if m.get("chain") and not m.get("model"):
+            raise InputError("config predict.maps", f"entry {k}: 'chain' needs 'model'")
+        out[mid] = dict(m, id=mid)
+    return out

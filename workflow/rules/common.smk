@@ -4,7 +4,7 @@ import os
 from snakemake.utils import validate
 
 from cryosse.io import read_tsv
-from cryosse.workflow import load_structures, resolution_for, sample_id
+from cryosse.workflow import load_structures, predict_maps, resolution_for, sample_id
 
 
 validate(config, "../schemas/config.schema.yaml")
@@ -14,6 +14,8 @@ ENTRIES = list(STRUCTURES)
 SAMPLES = [sample_id(e.entry, c) for e in STRUCTURES.values() for c in e.chains]
 SIM = config["simulate"]
 COMP = config["components"]
+PREDICT = config["predict"]
+PREDICT_MAPS = predict_maps(PREDICT["maps"])
 
 
 wildcard_constraints:
@@ -21,6 +23,7 @@ wildcard_constraints:
     chain=r"[A-Za-z0-9]+",
     sample=r"[A-Za-z0-9][A-Za-z0-9-]*_[A-Za-z0-9]+",
     loss=r"ce|focal|dice|ce_dice|focal_dice",
+    map_id=r"[A-Za-z0-9][A-Za-z0-9_-]*",
 
 
 def model_path(wildcards):
@@ -59,3 +62,37 @@ def bundle_targets(wildcards):
     if config["real_maps"] and os.path.isdir(config["real_maps"]):
         targets.append("results/bundle/real_maps/real_maps.md")
     return targets
+
+def predict_map_input(wildcards):
+    return PREDICT_MAPS[wildcards.map_id]["path"]
+
+
+def predict_model_input(wildcards):
+    return PREDICT_MAPS[wildcards.map_id]["model"]
+
+
+def predict_args(wildcards):
+    """--model/--chain/--contour options of one configured map."""
+    m = PREDICT_MAPS[wildcards.map_id]
+    args = []
+    if m.get("model"):
+        args += ["--model", m["model"]] + (["--chain", m["chain"]] if m.get("chain") else [])
+    if m.get("contour") is not None:
+        args += ["--contour", str(m["contour"])]
+    return " ".join(args)
+
+
+def label_chain_args(wildcards):
+    chain = PREDICT_MAPS[wildcards.map_id].get("chain")
+    return f"--chains {chain}" if chain else ""
+
+
+def evaluate_chain_args(wildcards):
+    chain = PREDICT_MAPS[wildcards.map_id].get("chain")
+    return f"--chain {chain}" if chain else ""
+
+
+def predict_targets(wildcards):
+    """Every configured map's prediction, and its evaluation when it has a model."""
+    out = [f"results/predict/{i}/summary.json" for i in PREDICT_MAPS]
+    return out + [f"results/evaluate_map/{i}/scores.json" for i, m in PREDICT_MAPS.items() if m.get("model")]

@@ -47,3 +47,72 @@ rule report:
         "../../envs/cryosse.yaml"
     shell:
         "cryosse report {input.evals} --model-card {input.card} -o results/report 2> {log}"
+
+
+# Configured maps (config predict.maps): segment each on its own grid, and score it against its
+# fitted model when one is given. GPU via the profile (slurm: gpu 1); CPU when there is none.
+rule predict:
+    input:
+        map=predict_map_input,
+        checkpoint=PREDICT["checkpoint"],
+    output:
+        helix="results/predict/{map_id}/helix_prob.mrc",
+        sheet="results/predict/{map_id}/sheet_prob.mrc",
+        labels="results/predict/{map_id}/labels.mrc",
+        view="results/predict/{map_id}/view.cxc",
+        summary="results/predict/{map_id}/summary.json",
+    params:
+        options=predict_args,
+        memory=PREDICT["max_memory_gb"],
+    threads: 2
+    log:
+        "logs/predict_map/{map_id}.log",
+    benchmark:
+        "benchmarks/predict/{map_id}.tsv"
+    conda:
+        "../../envs/cryosse.yaml"
+    shell:
+        "cryosse predict {input.map} --checkpoint {input.checkpoint} {params.options} "
+        "--max-memory-gb {params.memory} --threads {threads} -o results/predict/{wildcards.map_id} 2> {log}"
+
+
+rule truth_labels:
+    input:
+        map=predict_map_input,
+        model=predict_model_input,
+    output:
+        "results/evaluate_map/{map_id}/truth_labels.mrc",
+    params:
+        chains=label_chain_args,
+    log:
+        "logs/truth_labels/{map_id}.log",
+    conda:
+        "../../envs/cryosse.yaml"
+    shell:
+        "cryosse label {input.model} {input.map} {params.chains} -o {output} 2> {log}"
+
+
+rule evaluate_map:
+    input:
+        map=predict_map_input,
+        model=predict_model_input,
+        labels="results/predict/{map_id}/labels.mrc",
+        truth="results/evaluate_map/{map_id}/truth_labels.mrc",
+    output:
+        scores="results/evaluate_map/{map_id}/scores.json",
+        png="results/evaluate_map/{map_id}/slices.png",
+    params:
+        chain=evaluate_chain_args,
+    log:
+        "logs/evaluate_map/{map_id}.log",
+    conda:
+        "../../envs/cryosse.yaml"
+    shell:
+        "cryosse evaluate --prediction {input.labels} --truth {input.truth} --density {input.map} "
+        "--model {input.model} {params.chain} --id {wildcards.map_id} --json {output.scores} "
+        "--png {output.png} > {log} 2>&1"
+
+
+rule predict_maps:
+    input:
+        predict_targets,

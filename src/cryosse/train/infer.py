@@ -14,7 +14,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["gaussian_weight", "tile_starts", "sliding_window_probs"]
+__all__ = ["gaussian_weight", "tile_starts", "sliding_window_probs", "activation_bytes_per_voxel"]
 
 
 def gaussian_weight(tile: tuple[int, int, int], sigma_scale: float = 1 / 8) -> np.ndarray:
@@ -42,7 +42,32 @@ def _pad_to(x: np.ndarray, shape: tuple[int, ...], value: float) -> np.ndarray:
     return np.pad(x, pads, constant_values=value) if any(p[1] for p in pads) else x
 
 
-@torch.no_grad()
+def activation_bytes_per_voxel(net: torch.nn.Module, divisor: int) -> float:
+    """Bytes of float32 layer outputs per input voxel in one forward pass (the sum over all
+    convolution and normalisation layers: an upper bound of what inference holds at once).
+    Measured once per network on a ``divisor``³ input and remembered on the network."""
+    cached = getattr(net, "_cryosse_activation_bytes", None)
+    if cached is not None:
+        return cached
+    total = [0]
+
+    def hook(mod, inp, out):
+        total[0] += out.numel()
+
+    layers = (torch.nn.Conv3d, torch.nn.ConvTranspose3d, torch.nn.BatchNorm3d, torch.nn.InstanceNorm3d)
+    hooks = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, layers)]
+    side = divisor
+    try:
+        with torch.inference_mode():
+            net.eval()(torch.zeros(1, 1, side, side, side, device=next(net.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+    net._cryosse_activation_bytes = 4.0 * total[0] / side ** 3
+    return net._cryosse_activation_bytes
+
+
+@torch.inference_mode()
 def sliding_window_probs(net: torch.nn.Module, volume: np.ndarray, *, tile: int = 64,
                          overlap: float = 0.5, batch: int = 2, divisor: int = 4,
                          pad_value: float = 0.0, device: str | torch.device = "cpu",

@@ -1,0 +1,202 @@
+"""Inference speed: cryosse's whole ``predict_map`` (resampling to the 2 Å working grid,
+normalisation, sliding windows, interpolation back to the input grid, labels) on a 1 Å
+74x59x83 map (a chain component, the size DeepSSETracer times) and a 1 Å 200³ map, with the
+default network (``resunet``, random weights: speed does not depend on them), against MONAI's
+``sliding_window_inference`` (64³ windows, overlap 0.5, Gaussian blending) with the same network
+on the same working-grid tensor: the network part only, so the ratio favours MONAI.
+
+Timings run in this one process, interleaved (median of ``--repeats``), so the ratios are fair
+on a shared machine; peak memory (RSS) of each case is measured in a child process of its own,
+next to cryosse's own estimate (``plan_memory``). Writes bench/results/predict.json.
+
+    python bench/bench_predict.py [--repeats 5] [--threads 0]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CASES = {"component_74x59x83": (83, 59, 74), "map_200": (200, 200, 200)}  # z, y, x at 1 Å
+
+
+def setup():
+    import numpy as np
+    import torch
+
+    from cryosse.train.network import PRESETS, build_network
+
+    torch.manual_seed(0)
+    arch = dict(PRESETS["resunet"], n_classes=3, preset="resunet")
+    net = build_network(arch).eval()
+    card = {"arch": arch, "voxel_size_a": 2.0, "tile": 64, "classes": ["other", "helix", "sheet"]}
+    return np, torch, net, card
+
+
+def make_map(shape):
+    import numpy as np
+
+    from cryosse.io import Map
+
+    rng = np.random.default_rng(0)
+    return Map(rng.normal(size=shape).astype(np.float32), (1.0, 1.0, 1.0), (10.0, -20.0, 30.0))
+
+
+def cryosse_run(m, net, card, tile=None, overlap=0.5):
+    from cryosse.predict import PredictConfig, plan_memory, predict_map
+
+    cfg = PredictConfig(device="cpu", overlap=overlap, tile=tile or 0)
+    plan = plan_memory(m.data.shape, m.voxel_size_a, card, net, cfg)
+    return predict_map(m, net, card, cfg, tile=plan.tile), plan
+
+
+def monai_run(x, net, threads=0):
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _monai(x, net)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _monai(x, net):
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    with torch.inference_mode():
+        out = sliding_window_inference(x, roi_size=(64, 64, 64), sw_batch_size=2, predictor=net,
+                                       overlap=0.5, mode="gaussian")
+        return torch.softmax(out, 1)
+
+
+def working_tensor(m, card):
+    import torch
+
+    from cryosse.train.data import prepare_density
+
+    _, x, _ = prepare_density(m, card["voxel_size_a"])
+    return torch.from_numpy(x)[None, None]
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM; unlike ru_maxrss, it is not inherited across exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(kind: str, case: str) -> dict:
+    """Peak RSS of one case, alone in this process."""
+    np, torch, net, card = setup()
+    m = make_map(CASES[case])
+    base = peak_rss_mb()
+    t = time.perf_counter()
+    if kind == "cryosse":
+        _, plan = cryosse_run(m, net, card)
+        est = plan.in_memory / 2 ** 20
+    else:
+        monai_run(working_tensor(m, card), net)
+        est = None
+    return {"kind": kind, "case": case, "s": time.perf_counter() - t, "rss_before_mb": base,
+            "peak_rss_mb": peak_rss_mb(),
+            "estimate_mb": est}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
+    if a.child:
+        print(json.dumps(child(*a.child)))
+        return
+    from cryosse.predict import cpu_threads
+
+    np, torch, net, card = setup()
+    results = {}
+    for case, shape in CASES.items():
+        m = make_map(shape)
+        x = working_tensor(m, card)
+        variants = {
+            "cryosse": lambda: cryosse_run(m, net, card),
+            "cryosse_tile64": lambda: cryosse_run(m, net, card, tile=64),
+            "monai_network_only": lambda: monai_run(x, net),
+            # MONAI with the thread count cryosse picked (cpu_threads), for a like-for-like ratio
+            "monai_same_threads": lambda: monai_run(x, net, cpu_threads()),
+        }
+        times = {k: [] for k in variants}
+        extra = {}
+        for k, f in variants.items():  # warm-up
+            f()
+        for _ in range(a.repeats):
+            for k, f in variants.items():
+                t = time.perf_counter()
+                r = f()
+                times[k].append(time.perf_counter() - t)
+                if k.startswith("cryosse"):
+                    extra[k] = {"network_s": r[0].summary["network_s"], "tile": r[1].tile,
+                                "threads": r[0].summary["threads"]}
+        med = {k: statistics.median(v) for k, v in times.items()}
+        results[case] = {"shape_xyz": list(shape[::-1]), "working_shape_xyz": list(x.shape[2:][::-1]),
+                         "median_s": med, "all_s": times, "detail": extra,
+                         "ratio_monai_over_cryosse": med["monai_network_only"] / med["cryosse"],
+                         "ratio_monai_over_cryosse_tile64": med["monai_network_only"] / med["cryosse_tile64"],
+                         "ratio_monai_same_threads_over_cryosse": med["monai_same_threads"] / med["cryosse"]}
+        print(f"{case}: cryosse {med['cryosse']:.3f} s (tile {extra['cryosse']['tile']}, network "
+              f"{extra['cryosse']['network_s']:.3f} s), tile 64 {med['cryosse_tile64']:.3f} s, MONAI network "
+              f"only {med['monai_network_only']:.3f} s ({med['monai_same_threads']:.3f} s with cryosse's "
+              f"{extra['cryosse']['threads']} threads): MONAI / cryosse = "
+              f"{results[case]['ratio_monai_over_cryosse']:.2f} "
+              f"({results[case]['ratio_monai_same_threads_over_cryosse']:.2f})", flush=True)
+    memory = []
+    for case in CASES:
+        for kind in ("cryosse", "monai"):
+            cmd = [sys.executable, __file__, "--child", kind, case] + (["--threads", str(a.threads)] if a.threads else [])
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+            rec = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else \
+                {"kind": kind, "case": case, "error": r.stderr.strip().splitlines()[-1:]}
+            memory.append(rec)
+            if "peak_rss_mb" in rec:
+                est = f", cryosse's estimate {rec['estimate_mb']:.0f} MB of arrays" if rec["estimate_mb"] else ""
+                print(f"{case} {kind}: peak RSS {rec['peak_rss_mb']:.0f} MB (at start "
+                      f"{rec['rss_before_mb']:.0f} MB){est}", flush=True)
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in subprocess.run(
+            ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        pass
+    targets = {"component_s": 0.5, "map_200_s": 8.0}
+    met = {"component": results["component_74x59x83"]["median_s"]["cryosse"] <= targets["component_s"],
+           "map_200": results["map_200"]["median_s"]["cryosse"] <= targets["map_200_s"]}
+    print(f"targets (component <= 0.5 s, 200³ <= 8 s): {met}")
+    out = HERE / "results" / "predict.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"results": results, "memory": memory, "targets": targets, "targets_met": met,
+                               "torch": str(torch.__version__), "threads": torch.get_num_threads(),
+                               "cpu": cpu, "machine": platform.machine(), "cores": os.cpu_count()},
+                              indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
