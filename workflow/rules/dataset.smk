@@ -1,11 +1,12 @@
 rule split:
     input:
-        table=config["structures"],
+        table=structures_table,
         sse=expand("results/sse/{entry}.tsv", entry=ENTRIES),
+        prepared=all_prepared,
     output:
         "results/dataset/splits.tsv",
     params:
-        entries=",".join(ENTRIES),
+        sources=split_sources,
         identity=config["split"]["max_identity"],
         fractions=",".join(str(config["split"]["fractions"][s]) for s in ("train", "val", "test")),
         seed=config["split"]["seed"],
@@ -14,7 +15,7 @@ rule split:
     conda:
         "../../envs/cryosse.yaml"
     shell:
-        "cryosse split --structures {input.table} --sse-dir results/sse --entries {params.entries} "
+        "cryosse split {params.sources} "
         "--identity {params.identity} --fractions {params.fractions} --seed {params.seed} "
         "-o {output} 2> {log}"
 
