@@ -81,7 +81,7 @@ HEADER = """<?xml version="1.0" encoding="UTF-8"?>
       <x units="Å">{vx:.4f}</x><y units="Å">{vy:.4f}</y><z units="Å">{vz:.4f}</z>
     </pixel_spacing>
     <contour_list>
-      <contour primary="true"><level>{contour:.5f}</level><source>AUTHOR</source></contour>
+      <contour primary="true"><level>{contour}</level><source>AUTHOR</source></contour>
     </contour_list>
     <label>::::EMDATABANK.org::::EMD-{n}::::</label>
   </map>

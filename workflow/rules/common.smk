@@ -1,6 +1,7 @@
 # Config validation (schema defaults filled in), the structures table, input functions.
 from snakemake.utils import validate
 
+import re
 from pathlib import Path
 
 from cryosse.fetch import read_query_table
@@ -25,6 +26,9 @@ QUERY = EMDB["query"]
 EXP = config["experimental"]
 QUERY_TABLE = EMDB["table"] or "resources/emdb_query.tsv"
 EXPERIMENTAL = experimental_entries(EMDB["entries"], simulated=ENTRIES)
+EMDB_ID = r"EMD-[0-9]{4,5}"
+if any(re.fullmatch(EMDB_ID, e) for e in ENTRIES):
+    raise ValueError("structures table: entry ids like EMD-NNNN are reserved for experimental entries")
 
 
 wildcard_constraints:
@@ -32,7 +36,7 @@ wildcard_constraints:
     chain=r"[A-Za-z0-9]+",
     sample=r"[A-Za-z0-9][A-Za-z0-9-]*_[A-Za-z0-9]+",
     loss=r"ce|focal|dice|ce_dice|focal_dice",
-    emdb=r"EMD-[0-9]{4,5}",
+    emdb=EMDB_ID,
 
 
 def model_path(wildcards):
@@ -120,3 +124,46 @@ def test_samples(wildcards):
 
 def test_evaluations(wildcards):
     return expand("results/evaluation/{sample}.json", sample=test_samples(wildcards))
+
+
+# A sample "<entry>_<chain>" of an experimental entry lives in the entry's component folder,
+# results/components/<entry>/<entry>_<chain>, and its model and DSSP in results/experimental/<entry>.
+
+
+def _entry_of(wildcards):
+    return wildcards.entry if "entry" in wildcards.keys() else wildcards.sample.rsplit("_", 1)[0]
+
+
+def _experimental(wildcards):
+    return re.fullmatch(EMDB_ID, _entry_of(wildcards)) is not None
+
+
+def component_input(wildcards):
+    return f"results/components/{_entry_of(wildcards)}" if _experimental(wildcards) else (
+        f"results/components/{_entry_of(wildcards)}_{wildcards.chain}"
+        if "chain" in wildcards.keys() else f"results/components/{wildcards.sample}")
+
+
+def component_dir(wildcards):
+    sample = wildcards.sample if "sample" in wildcards.keys() else f"{wildcards.entry}_{wildcards.chain}"
+    return f"results/components/{_entry_of(wildcards)}/{sample}" if _experimental(wildcards) else (
+        f"results/components/{sample}")
+
+
+def model_input(wildcards):
+    return f"results/experimental/{wildcards.entry}" if _experimental(wildcards) else model_path(wildcards)
+
+
+def model_file(wildcards):
+    return f"results/experimental/{wildcards.entry}/model.cif" if _experimental(wildcards) else (
+        model_path(wildcards))
+
+
+def sse_input(wildcards):
+    return f"results/experimental/{wildcards.entry}" if _experimental(wildcards) else (
+        f"results/sse/{wildcards.entry}.tsv")
+
+
+def sse_file(wildcards):
+    return f"results/experimental/{wildcards.entry}/sse.tsv" if _experimental(wildcards) else (
+        f"results/sse/{wildcards.entry}.tsv")
