@@ -213,3 +213,14 @@ def test_query_saved_as_versioned_table(tmp_path):
     assert text.startswith("# cryosse EMDB query table, version 1\n# date: ")
     assert "# query: resolution:[5 TO 10] AND" in text
     assert [r["emdb"] for r in read_query_table(table)] == ["EMD-9001", "EMD-9002"]
+
+
+def test_withdrawn_entry_is_a_clear_failure(server, archive, tmp_path):
+    xml = archive[HEADER].read_text().replace("<code>REL</code>\n      <processing_site>",
+                                              "<code>WDRN</code>\n      <processing_site>")
+    withdrawn = tmp_path / "emd-9001.xml"
+    withdrawn.write_text(xml)
+    server.add(HEADER, withdrawn)
+    with pytest.raises(NotFound, match="EMD-9001: entry is withdrawn"):
+        fetch_emdb("EMD-9001", tmp_path / "cache", _emdb(server), FAST)
+    assert server.requests(MAP) == []

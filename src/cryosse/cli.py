@@ -134,7 +134,7 @@ def cmd_label(a) -> None:
 
 
 def cmd_crop(a) -> None:
-    from .components import ComponentConfig, write_component
+    from .components import write_component
     from .io import protein_atoms, read_map, read_model
     from .labels import atom_classes
 
@@ -171,7 +171,8 @@ def cmd_prepare(a) -> None:
     from .experimental import QualityConfig, prepare_entry
     from .fetch import read_record
 
-    check_id("--entry", a.entry) if a.entry else None
+    if a.entry:
+        check_id("--entry", a.entry)
     if a.record:
         rec = read_record(a.record)
     else:
@@ -223,7 +224,6 @@ def cmd_crop_entry(a) -> None:
     if not q["chains"]:  # failed before its chains were known
         _report_component(write_rejected(out / entry, dict(base, id=entry, chain="-"), q["reason"]))
         return
-    density = st = classes_of = None
     if q["status"] == "ok":
         density = read_map(prepared / "map.mrc")
         st = read_model(prepared / "model.cif")
@@ -236,8 +236,8 @@ def cmd_crop_entry(a) -> None:
             _report_component(write_rejected(out / meta["id"], meta, cq.get("reason") or q["reason"]))
             continue
         atoms = protein_atoms(st, [ch])
-        classes_of = atom_classes(atoms, sse)
-        _report_component(write_component(out / meta["id"], density, atoms, classes_of, cfg, meta))
+        _report_component(write_component(out / meta["id"], density, atoms, atom_classes(atoms, sse),
+                                          cfg, meta))
 
 
 def cmd_split(a) -> None:

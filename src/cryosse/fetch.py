@@ -28,6 +28,7 @@ import random
 import re
 import socket
 import struct
+import tempfile
 import threading
 import time
 import urllib.error
@@ -35,7 +36,7 @@ import urllib.parse
 import urllib.request
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -321,10 +322,9 @@ def parse_emdb_header(path: str | os.PathLike) -> EmdbHeader:
     for el in root.iter():  # drop namespaces if any
         if isinstance(el.tag, str) and "}" in el.tag:
             el.tag = el.tag.split("}", 1)[1]
-    eid = root.get("emdb_id") or _first_text(root, ["admin/key_dates/../../emdb_id"]) or ""
-    res = _first_text(root, [".//final_reconstruction/resolution",
-                             ".//crossreferences/../structure_determination_list//resolution",
-                             ".//resolution_by_author", ".//resolution"])
+    eid = root.get("emdb_id") or ""
+    res = _first_text(root, [".//final_reconstruction/resolution", ".//resolution_by_author",
+                             ".//resolution"])
     level = None
     for c in root.findall("map/contour_list/contour"):
         if c.get("primary", "").lower() == "true" or level is None:
@@ -339,7 +339,7 @@ def parse_emdb_header(path: str | os.PathLike) -> EmdbHeader:
     method = _first_text(root, [".//structure_determination/method"]) or ""
     status = _first_text(root, ["admin/current_status/code"]) or ""
     title = _first_text(root, ["admin/title"]) or ""
-    return EmdbHeader(emdb_id(eid) if eid and _EMDB_RE.match(eid) else "", 
+    return EmdbHeader(emdb_id(eid) if _EMDB_RE.match(eid) else "",
                       float(res) if res else None, level, pdbs, method, status, title)
 
 
@@ -446,7 +446,6 @@ class EmdbQuery:
     max_map_mb: float = 512.0
     limit: int = 1000
     extra: str = ""
-    order: list = field(default_factory=list)
 
     def solr(self) -> str:
         lo, hi = self.resolution_a
@@ -468,12 +467,8 @@ def query_emdb(query: EmdbQuery, api_url: str = DEFAULT_EMDB_API,
     fields = "emdb_id,resolution,fitted_pdbs,title,release_date,map_size"
     url = (f"{_base(api_url)}/search/{urllib.parse.quote(query.solr(), safe='')}"
            f"?rows={int(query.limit)}&fl={fields}&wt=csv&download=true")
-    tmp_dir = Path(os.environ.get("TMPDIR", "/tmp"))
-    with contextlib.ExitStack() as stack:
-        import tempfile
-
-        d = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=tmp_dir)))
-        path = download(url, d / "search.csv", what="EMDB search", cfg=cfg)
+    with tempfile.TemporaryDirectory() as d:
+        path = download(url, Path(d) / "search.csv", what="EMDB search", cfg=cfg)
         text = path.read_text(encoding="utf-8", errors="replace")
     rows = []
     lo, hi = query.resolution_a
@@ -533,8 +528,16 @@ def read_query_table(path: str | os.PathLike) -> list[dict]:
 
 
 def write_record(path: str | os.PathLike, rec: dict) -> None:
+    """Write a record of :func:`fetch_entry` (JSON, atomically)."""
     write_json(path, rec)
 
 
 def read_record(path: str | os.PathLike) -> dict:
-    return json.loads(Path(path).read_text())
+    """Read a record of :func:`fetch_entry`; ids validated again before they name files."""
+    p = Path(path)
+    try:
+        rec = json.loads(p.read_text())
+        emdb_id(rec["emdb"])
+    except (OSError, ValueError, KeyError, InputError) as exc:
+        raise InputError(p, f"not a fetch record ({exc})") from None
+    return rec
