@@ -146,7 +146,7 @@ def test_cli_goes_on_after_failures_and_lists_them(server, tmp_path):
     assert "EMD-9001: ok" in err
     assert "1 of 2 failed:\n  EMD-9002 header: not found at" in err
     assert (tmp_path / "emdb/EMD-9001/emd_9001.map.gz").is_file()
-    assert not (tmp_path / "emdb/EMD-9002").exists() or not list((tmp_path / "emdb/EMD-9002").iterdir())
+    assert [p.name for p in (tmp_path / "emdb/EMD-9002").iterdir()] == ["emd-9002.xml.lock"]  # no file
     p = _cli("fetch", "emdb", "../../etc", "--cache", str(tmp_path), "--emdb-url", _emdb(server))
     out, err = p.communicate(timeout=60)
     assert p.returncode == 2 and "invalid EMDB id '../../etc'" in err

@@ -257,6 +257,25 @@ def download(url: str, dest: str | os.PathLike, *, what: str, check=None,
     if dest.is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(dest):  # one writer per cache file, also across processes
+        if dest.is_file():
+            return dest
+        return _download(url, dest, what, check, cfg)
+
+
+@contextlib.contextmanager
+def _exclusive(dest: Path):
+    import fcntl
+
+    with open(dest.with_name(dest.name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _download(url: str, dest: Path, what: str, check, cfg: FetchConfig) -> Path:
     part = dest.with_name(dest.name + ".part")
     last = ""
     for attempt in range(cfg.retries + 1):
