@@ -3,6 +3,7 @@ recorded rejections, and real EMDB maps whose voxel labels line up with their de
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import mrcfile
@@ -93,9 +94,11 @@ def _nan_map(tmp_path, src):
     data = m.data.copy()
     data[3, 4, 5] = np.nan
     path = tmp_path / "nan.mrc"
-    with mrcfile.new(path) as mrc:
-        mrc.set_data(data)
-        mrc.voxel_size = m.voxel_size_a
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # mrcfile warns about the NaN we want
+        with mrcfile.new(path) as mrc:
+            mrc.set_data(data)
+            mrc.voxel_size = m.voxel_size_a
     return str(path)
 
 
