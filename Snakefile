@@ -9,6 +9,7 @@ configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/fetch.smk"
 include: "workflow/rules/density.smk"
 include: "workflow/rules/sse.smk"
 include: "workflow/rules/labels.smk"

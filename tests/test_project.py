@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["simulate", "sse", "label", "crop", "split", "dataset", "train", "predict", "evaluate", "report"]
+COMMANDS = ["fetch", "query-emdb", "simulate", "sse", "label", "prepare-map", "crop", "crop-entry", "split",
+            "dataset", "train", "predict", "evaluate", "report"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

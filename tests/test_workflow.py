@@ -108,6 +108,29 @@ def test_predict_maps_runs(tmp_path):
     assert summary["zone_chains"] == ["A"] and summary["device"] in ("cpu", "cuda")
 
 
+def test_dry_run_experimental_entries(tmp_path):
+    """EMDB entries next to the embedded ones: fetch, prepare and crop jobs per entry, no network."""
+    _default_config(tmp_path)
+    cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    cfg["entries"] = ["1a8o", "2xdga"]
+    cfg["emdb"] = {"entries": [{"emdb": "EMD-5168", "pdb": "3mfp", "chains": ["A"]}, {"emdb": "2566"}],
+                   "emdb_url": "http://127.0.0.1:9/emdb"}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake("-n", "--workflow-profile", str(ROOT / "workflow/profiles/default"), cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    for job in ("fetch_entry", "prepare_map", "crop_entry", "simulate", "crop", "dataset"):
+        assert f"\n{job} " in out or f"rule {job}:" in out, job
+    assert "results/fetch/EMD-5168.json" in out and "results/components/EMD-2566" in out
+
+
+def test_bad_emdb_id_in_config_is_rejected(tmp_path):
+    cfg = {"structures": "", "emdb": {"entries": [{"emdb": "../../etc/passwd"}]}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake("-n", cwd=tmp_path)
+    assert r.returncode != 0 and "emdb" in r.stdout + r.stderr
+
+
 def test_bad_config_is_rejected(tmp_path):
     cfg = {"structures": str(ROOT / "src/cryosse/data/structures/structures.tsv"),
            "entries": ["../etc"]}

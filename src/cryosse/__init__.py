@@ -1,8 +1,9 @@
 """cryosse: secondary-structure segmentation data and models for medium-resolution cryo-EM maps.
 
 Stages, in the order data flows through them: :mod:`cryosse.io` (maps and models),
-:mod:`cryosse.density` (simulate, resample, normalise), :mod:`cryosse.sse` (DSSP),
-:mod:`cryosse.labels`, :mod:`cryosse.components`, :mod:`cryosse.dataset`, :mod:`cryosse.train`,
+:mod:`cryosse.fetch` (EMDB/PDB downloads), :mod:`cryosse.density` (simulate, resample,
+normalise), :mod:`cryosse.sse` (DSSP), :mod:`cryosse.labels`, :mod:`cryosse.experimental`
+(experimental maps: preparation and quality checks), :mod:`cryosse.components`, :mod:`cryosse.dataset`, :mod:`cryosse.train`,
 :mod:`cryosse.predict`, :mod:`cryosse.evaluate`; :mod:`cryosse.cli` is the command line.
 """
 __version__ = "0.1.0"

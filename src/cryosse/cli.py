@@ -48,6 +48,59 @@ def cmd_simulate(a) -> None:
          f"origin {tuple(round(v, 2) for v in m.origin_a)}, {a.resolution} Å, {time.time() - t:.2f} s")
 
 
+def _fetch_config(a):
+    from .fetch import FetchConfig
+
+    return FetchConfig(timeout_s=a.timeout, retries=a.retries, backoff_s=a.backoff,
+                       per_host=a.per_host)
+
+
+def cmd_fetch(a) -> None:
+    from .fetch import fetch_entry, fetch_many, write_record
+
+    cfg = _fetch_config(a)
+    if a.record:  # one entry, its record written whatever happens (the workflow's mode)
+        if a.kind != "entry" or len(a.ids) != 1:
+            raise InputError("--record", "needs 'fetch entry' with one id")
+        rec = fetch_entry(a.ids[0], a.cache, pdb=a.pdb, emdb_url=a.emdb_url, pdb_url=a.pdb_url,
+                          cfg=cfg)
+        write_record(a.record, rec)
+        _say(f"{rec['emdb']}: {rec['status']}{': ' + rec['reason'] if rec['reason'] else ''}")
+        return
+    if a.pdb and a.kind != "entry":
+        raise InputError("--pdb", "only with 'fetch entry'")
+    items = [(a.kind, i) for i in a.ids]
+    if a.pdb:
+        from .fetch import emdb_id
+
+        recs = [dict(kind="entry", id=emdb_id(a.ids[0]), **fetch_entry(
+            a.ids[0], a.cache, pdb=a.pdb, emdb_url=a.emdb_url, pdb_url=a.pdb_url, cfg=cfg))]
+    else:
+        recs = fetch_many(items, a.cache, emdb_url=a.emdb_url, pdb_url=a.pdb_url, cfg=cfg,
+                          workers=a.workers)
+    failed = [r for r in recs if r["status"] != "ok"]
+    for r in recs:
+        if r["status"] == "ok":
+            _say(f"{r['id']}: ok")
+    if failed:
+        _say(f"{len(failed)} of {len(recs)} failed:")
+        for r in failed:
+            _say(f"  {r['reason']}")
+        raise CryosseError(f"{len(failed)} of {len(recs)} downloads failed")
+
+
+def cmd_query(a) -> None:
+    from .fetch import EmdbQuery, query_emdb, write_query_table
+
+    lo, hi = a.resolution
+    q = EmdbQuery(resolution_a=(lo, hi), method=a.method, released_after=a.released_after or "",
+                  released_before=a.released_before or "", max_map_mb=a.max_map_mb, limit=a.limit,
+                  extra=a.extra or "")
+    rows = query_emdb(q, a.api_url, _fetch_config(a))
+    write_query_table(a.output, rows, q, a.api_url)
+    _say(f"{a.output}: {len(rows)} entries")
+
+
 def cmd_sse(a) -> None:
     from .io import read_model
     from .sse import SSEConfig, assign_sse, sse_class_of, write_sse
@@ -88,40 +141,113 @@ def cmd_label(a) -> None:
 
 
 def cmd_crop(a) -> None:
-    from .components import ComponentConfig, ComponentRejected, make_component
-    from .io import model_report, protein_atoms, read_map, read_model, write_json, write_map
+    from .components import write_component, write_rejected
+    from .io import model_report, protein_atoms, read_map, read_model
     from .labels import atom_classes
 
     check_id("--chain", a.chain, CHAIN_ID)
     sid = check_id("--id", a.id or f"{Path(a.model).name.split('.')[0]}_{a.chain}", SAMPLE_ID)
-    out = Path(a.output)
-    out.mkdir(parents=True, exist_ok=True)
     density = read_map(a.map)
     st = read_model(a.model)
-    cfg = ComponentConfig(zone_radius_a=a.zone_radius, margin_a=a.margin, multiple=a.multiple,
-                          max_side=a.max_side, label_radius_a=a.radius)
+    cfg = _component_config(a)
     meta = {"id": sid, "entry": a.entry or "", "chain": a.chain, "pdb_id": a.pdb_id or "-",
             "resolution_a": a.resolution, "voxel_size_a": density.voxel_size_a[0],
             "source": str(a.map), "model": str(a.model), "sse": str(a.sse or ""), "config": cfg.__dict__}
     meta.update(model_report(st, a.chain))
-    for stale in ("density.mrc", "labels.mrc"):
-        (out / stale).unlink(missing_ok=True)
-    try:
-        if a.chain not in {c.name for c in st[0]}:
-            raise ComponentRejected(f"no protein residues in chain {a.chain} (empty, absent, or not protein)")
+    if a.chain not in {c.name for c in st[0]}:
+        meta = write_rejected(a.output, meta, f"no protein residues in chain {a.chain} "
+                                              "(empty, absent, or not protein)")
+    else:
         atoms = protein_atoms(st, [a.chain])
-        comp = make_component(density, atoms, atom_classes(atoms, _sse_for(a, st)), cfg)
-    except ComponentRejected as exc:
-        meta.update(status="rejected", reason=str(exc))
-        write_json(out / "meta.json", meta)
-        _say(f"{sid}: rejected: {exc}")
+        meta = write_component(a.output, density, atoms, atom_classes(atoms, _sse_for(a, st)), cfg, meta)
+    _report_component(meta)
+
+
+def _component_config(a):
+    from .components import ComponentConfig
+
+    return ComponentConfig(zone_radius_a=a.zone_radius, margin_a=a.margin, multiple=a.multiple,
+                           max_side=a.max_side, label_radius_a=a.radius)
+
+
+def _report_component(meta: dict) -> None:
+    if meta["status"] != "ok":
+        _say(f"{meta['id']}: rejected: {meta['reason']}")
+    else:
+        _say(f"{meta['id']}: {'x'.join(map(str, meta['shape_xyz']))} voxels, {meta['counts']}")
+
+
+def cmd_prepare(a) -> None:
+    from .experimental import QualityConfig, prepare_entry
+    from .fetch import read_record
+
+    if a.entry:
+        check_id("--entry", a.entry)
+    if a.record:
+        rec = read_record(a.record)
+    else:
+        if not (a.map and a.model):
+            raise InputError("prepare-map", "give --record, or --map and --model")
+        rec = {"emdb": "", "map": a.map, "model": a.model, "resolution_a": a.resolution,
+               "contour_level": a.contour, "status": "ok"}
+    if a.entry:
+        rec["entry"] = a.entry
+    if a.pdb_id:
+        rec["pdb"] = a.pdb_id
+    if a.resolution is not None:
+        rec["resolution_a"] = a.resolution
+    if a.contour is not None:
+        rec["contour_level"] = a.contour
+    chains = [check_id("--chains", c, CHAIN_ID) for c in a.chains.split(",")] if a.chains else None
+    cfg = QualityConfig(voxel_size_a=a.voxel_size, normalise=a.normalise,
+                        resolution_a=tuple(a.resolution_range), min_correlation=a.min_correlation,
+                        min_atoms_in_contour=a.min_atoms_in_contour, min_coverage=a.min_coverage,
+                        min_sse_fraction=a.min_sse_fraction, zone_radius_a=a.zone_radius)
+    q = prepare_entry(rec, a.output, cfg, chains)
+    for ch, cq in q["chains"].items():
+        corr = cq.get("correlation")
+        _say(f"{q['entry']} chain {ch}: {cq.get('status')}"
+             + (f", correlation {corr:.2f}" if corr is not None else "")
+             + (f": {cq['reason']}" if cq.get("reason") else ""))
+    _say(f"{a.output}/quality.json: {q['status']}{': ' + q['reason'] if q['reason'] else ''}")
+
+
+def cmd_crop_entry(a) -> None:
+    from .components import write_component, write_rejected
+    from .io import protein_atoms, read_map, read_model
+    from .labels import atom_classes
+    from .sse import read_sse
+
+    prepared = Path(a.prepared)
+    qpath = prepared / "quality.json"
+    if not qpath.is_file():
+        raise InputError(prepared, "no quality.json (not a folder from 'cryosse prepare-map')")
+    q = json.loads(qpath.read_text())
+    entry = check_id("entry", q["entry"])
+    out = Path(a.output)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = _component_config(a)
+    base = {"entry": entry, "pdb_id": q.get("pdb") or "-", "resolution_a": q.get("resolution_a"),
+            "voxel_size_a": q["config"]["voxel_size_a"], "source": str(prepared / "map.mrc"),
+            "model": str(prepared / "model.cif"), "sse": str(prepared / "sse.tsv"),
+            "config": cfg.__dict__, "quality": {}}
+    if not q["chains"]:  # failed before its chains were known
+        _report_component(write_rejected(out / entry, dict(base, id=entry, chain="-"), q["reason"]))
         return
-    write_map(comp.density, out / "density.mrc")
-    write_map(comp.labels, out / "labels.mrc", labels=True)
-    meta.update(status="ok", reason="", shape_xyz=list(comp.density.shape_xyz),
-                origin_a=list(comp.density.origin_a), counts=comp.counts)
-    write_json(out / "meta.json", meta)
-    _say(f"{sid}: {'x'.join(map(str, comp.density.shape_xyz))} voxels, {comp.counts}")
+    if q["status"] == "ok":
+        density = read_map(prepared / "map.mrc")
+        st = read_model(prepared / "model.cif")
+        sse = read_sse(prepared / "sse.tsv")
+    for ch, cq in q["chains"].items():
+        check_id("chain", ch, CHAIN_ID)
+        meta = dict(base, id=f"{entry}_{ch}", chain=ch,
+                    quality={k: v for k, v in cq.items() if k not in ("status", "reason")})
+        if cq.get("status") != "ok":
+            _report_component(write_rejected(out / meta["id"], meta, cq.get("reason") or q["reason"]))
+            continue
+        atoms = protein_atoms(st, [ch])
+        _report_component(write_component(out / meta["id"], density, atoms, atom_classes(atoms, sse),
+                                          cfg, meta))
 
 
 def cmd_split(a) -> None:
@@ -130,11 +256,29 @@ def cmd_split(a) -> None:
     from .io import read_model, read_tsv
     from .sse import read_sse, residue_class
 
-    table = Path(a.structures)
-    rows = read_tsv(table)
+    if not a.structures and not a.prepared:
+        raise InputError("split", "give --structures (with --sse-dir) and/or --prepared")
+    table = Path(a.structures) if a.structures else None
+    rows = read_tsv(table) if table else []
+    if rows and not a.sse_dir:
+        raise InputError("--structures", "needs --sse-dir")
     fractions = dict(zip(("train", "val", "test"), (float(v) for v in a.fractions.split(","))))
     chains = []
     entries = set(a.entries.split(",")) if a.entries else None
+    for d in map(Path, a.prepared or []):  # experimental entries: accepted chains only
+        q = json.loads((d / "quality.json").read_text())
+        if q["status"] != "ok":
+            continue
+        entry = check_id("entry", q["entry"])
+        st = read_model(d / "model.cif")
+        sse = read_sse(d / "sse.tsv")
+        for ch, cq in q["chains"].items():
+            if cq.get("status") != "ok":
+                continue
+            codes = [sse_class_of(x.dssp) for x in sse if x.chain == ch]
+            n = max(len(codes), 1)
+            chains.append(ChainRecord(f"{entry}_{ch}", entry, ch, q.get("pdb") or "-",
+                                      chain_sequence(st, ch), codes.count(1) / n, codes.count(2) / n))
     for r in rows:
         if entries is not None and r["entry"] not in entries:
             continue
@@ -316,6 +460,48 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output MRC map")
     s.set_defaults(func=cmd_simulate)
 
+    from .fetch import DEFAULT_EMDB_API, DEFAULT_EMDB_URL, DEFAULT_PDB_URL
+
+    def net_args(s):
+        s.add_argument("--timeout", type=float, default=30.0, help="seconds per connection attempt (default 30)")
+        s.add_argument("--retries", type=int, default=5, help="retries after 5xx, timeouts, drops (default 5)")
+        s.add_argument("--backoff", type=float, default=1.0, help="first retry delay in s, doubled each time")
+        s.add_argument("--per-host", type=int, default=2, help="concurrent connections per host (default 2)")
+
+    s = sub.add_parser("fetch", help="download EMDB maps/headers and PDB models into a cache",
+                       description="Download into CACHE (emdb/EMD-NNNN/emd_NNNN.map.gz and "
+                       "emd-NNNN.xml; pdb/<id>.cif.gz) from the archive layouts under --emdb-url / "
+                       "--pdb-url (any mirror). Partial files resume; every file is checked before "
+                       "it enters the cache. 'entry' fetches map, header and fitted model (--pdb, "
+                       "default the header's first fitted model).")
+    s.add_argument("kind", choices=["emdb", "pdb", "entry"])
+    s.add_argument("ids", nargs="+", metavar="ID")
+    s.add_argument("--cache", default="resources", help="cache folder (default resources)")
+    s.add_argument("--emdb-url", default=DEFAULT_EMDB_URL, help=f"EMDB archive base (default {DEFAULT_EMDB_URL})")
+    s.add_argument("--pdb-url", default=DEFAULT_PDB_URL, help=f"PDB divided/mmCIF base (default {DEFAULT_PDB_URL})")
+    s.add_argument("--pdb", help="with 'entry': the PDB model to use")
+    s.add_argument("--record", help="with 'entry': write the outcome (ok or failed, reason) as JSON "
+                   "and exit 0 even when the download failed")
+    s.add_argument("--workers", type=int, default=4)
+    net_args(s)
+    s.set_defaults(func=cmd_fetch)
+
+    s = sub.add_parser("query-emdb", help="select EMDB entries with the EMDB search API",
+                       description="Query the EMDB search API (single particle, fitted model, "
+                       "resolution range, release dates, map size) and save the result as a "
+                       "versioned TSV (date and query in its header) for reproducible runs.")
+    s.add_argument("--api-url", default=DEFAULT_EMDB_API)
+    s.add_argument("--resolution", type=float, nargs=2, default=(5.0, 10.0), metavar=("LO", "HI"))
+    s.add_argument("--method", default="singleParticle")
+    s.add_argument("--released-after", help="YYYY-MM-DD")
+    s.add_argument("--released-before", help="YYYY-MM-DD")
+    s.add_argument("--max-map-mb", type=float, default=512.0)
+    s.add_argument("--limit", type=int, default=1000)
+    s.add_argument("--extra", help="extra Solr clause ANDed to the query")
+    s.add_argument("-o", "--output", required=True)
+    net_args(s)
+    s.set_defaults(func=cmd_query)
+
     s = sub.add_parser("sse", help="assign secondary structure (DSSP) per residue",
                        description="Per-residue DSSP codes and classes (helix = H,G,I; sheet = E,B; "
                        "other = the rest; configurable) of the protein chains of MODEL, as a TSV table with the "
@@ -359,19 +545,63 @@ def build_parser() -> argparse.ArgumentParser:
     from .components import ComponentConfig
 
     c = ComponentConfig()
-    s.add_argument("--zone-radius", type=float, default=c.zone_radius_a)
-    s.add_argument("--margin", type=float, default=c.margin_a)
-    s.add_argument("--multiple", type=int, default=c.multiple)
-    s.add_argument("--max-side", type=int, default=c.max_side)
-    label_args(s)
+
+    def component_args(s):
+        s.add_argument("--zone-radius", type=float, default=c.zone_radius_a)
+        s.add_argument("--margin", type=float, default=c.margin_a)
+        s.add_argument("--multiple", type=int, default=c.multiple)
+        s.add_argument("--max-side", type=int, default=c.max_side)
+        s.add_argument("--radius", type=float, default=3.0, help="label radius in Å (default 3.0)")
+
+    component_args(s)
+    s.add_argument("--sse", help="per-residue table from 'cryosse sse' (default: run DSSP)")
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.set_defaults(func=cmd_crop)
+
+    from .experimental import NORMALISE_MODES, QualityConfig
+
+    qc = QualityConfig()
+    s = sub.add_parser("prepare-map", help="resample and normalise an experimental map, check the fit",
+                       description="Read an experimental map (any MRC/CCP4 header), resample it to "
+                       "cubic voxels (trilinear at explicit positions), normalise it, and check each "
+                       "chain of its fitted model: map-model correlation in the chain's zone, atoms "
+                       "inside the recommended contour, coverage, resolution range, SSE content. "
+                       "Writes OUTDIR/quality.json (rejections with reasons) and, when a chain "
+                       "passes, map.mrc, model.cif and sse.tsv.")
+    s.add_argument("--record", help="JSON record from 'cryosse fetch entry --record'")
+    s.add_argument("--map", help="local map (instead of --record)")
+    s.add_argument("--model", help="local model (instead of --record)")
+    s.add_argument("--entry", help="entry id (default the EMDB id)")
+    s.add_argument("--pdb-id")
+    s.add_argument("--chains", help="comma-separated chains (default all protein chains)")
+    s.add_argument("--resolution", type=float, help="map resolution in Å (default from the header)")
+    s.add_argument("--contour", type=float, help="recommended contour level (default from the header)")
+    s.add_argument("--voxel-size", type=float, default=qc.voxel_size_a)
+    s.add_argument("--normalise", choices=NORMALISE_MODES, default=qc.normalise)
+    s.add_argument("--resolution-range", type=float, nargs=2, default=qc.resolution_a, metavar=("LO", "HI"))
+    s.add_argument("--min-correlation", type=float, default=qc.min_correlation)
+    s.add_argument("--min-atoms-in-contour", type=float, default=qc.min_atoms_in_contour)
+    s.add_argument("--min-coverage", type=float, default=qc.min_coverage)
+    s.add_argument("--min-sse-fraction", type=float, default=qc.min_sse_fraction)
+    s.add_argument("--zone-radius", type=float, default=qc.zone_radius_a)
+    s.add_argument("-o", "--output", required=True, help="output folder")
+    s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("crop-entry", help="box-crop every accepted chain of a prepared entry",
+                       description="One component folder per chain of PREPARED (from 'cryosse "
+                       "prepare-map') under OUTDIR/<entry>_<chain>; chains rejected by the quality "
+                       "checks (or an entry that failed) get only meta.json with the reason.")
+    s.add_argument("prepared")
+    component_args(s)
+    s.add_argument("-o", "--output", required=True, help="output folder")
+    s.set_defaults(func=cmd_crop_entry)
 
     s = sub.add_parser("split", help="leakage-free train/val/test split of chains",
                        description="Cluster chains (same PDB entry, or sequence identity >= --identity) "
                        "and assign whole clusters to train/val/test, stratified by fold class.")
-    s.add_argument("--structures", required=True, help="structures table (TSV: entry, file, chains, pdb_id)")
-    s.add_argument("--sse-dir", required=True, help="folder of <entry>.tsv from 'cryosse sse'")
+    s.add_argument("--structures", help="structures table (TSV: entry, file, chains, pdb_id)")
+    s.add_argument("--sse-dir", help="folder of <entry>.tsv from 'cryosse sse'")
+    s.add_argument("--prepared", nargs="*", help="experimental entries: folders from 'cryosse prepare-map'")
     s.add_argument("--entries", help="comma-separated subset of entries")
     s.add_argument("--identity", type=float, default=0.30)
     s.add_argument("--fractions", default="0.7,0.15,0.15", help="train,val,test (default 0.7,0.15,0.15)")

@@ -8,16 +8,18 @@ both sides) so that every side is a multiple of ``multiple`` voxels. Labels foll
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from . import BACKGROUND, HELIX, OTHER, SHEET
-from .io import Map, ProteinAtoms
+from .io import Map, ProteinAtoms, write_json, write_map
 from .labels import label_voxels, within
 
 __all__ = ["ComponentConfig", "Component", "ComponentRejected", "crop_box", "extract",
-           "make_component"]
+           "make_component", "write_component", "write_rejected"]
 
 
 @dataclass(frozen=True)
@@ -99,3 +101,32 @@ def make_component(density: Map, atoms: ProteinAtoms, classes: np.ndarray,
     dens = box.with_data(np.where(zone, box.data, 0).astype(np.float32))
     labels = label_voxels(box, atoms, classes, cfg.label_radius_a)
     return Component(dens, labels, class_counts(labels.data))
+
+
+def write_rejected(out: str | os.PathLike, meta: dict, reason: str) -> dict:
+    """Record a rejected sample in ``out/meta.json`` (no tensors; stale ones removed)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("density.mrc", "labels.mrc"):
+        (out / stale).unlink(missing_ok=True)
+    meta = dict(meta, status="rejected", reason=reason)
+    write_json(out / "meta.json", meta)
+    return meta
+
+
+def write_component(out: str | os.PathLike, density: Map, atoms: ProteinAtoms, classes: np.ndarray,
+                    cfg: ComponentConfig, meta: dict) -> dict:
+    """Cut the component and write ``density.mrc``, ``labels.mrc`` and ``meta.json`` into
+    ``out``; a rejected component gets only ``meta.json`` with its reason. Returns the meta."""
+    out = Path(out)
+    try:
+        comp = make_component(density, atoms, classes, cfg)
+    except ComponentRejected as exc:
+        return write_rejected(out, meta, str(exc))
+    out.mkdir(parents=True, exist_ok=True)
+    write_map(comp.density, out / "density.mrc")
+    write_map(comp.labels, out / "labels.mrc", labels=True)
+    meta = dict(meta, status="ok", reason="", shape_xyz=list(comp.density.shape_xyz),
+                origin_a=list(comp.density.origin_a), counts=comp.counts)
+    write_json(out / "meta.json", meta)
+    return meta

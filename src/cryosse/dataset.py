@@ -215,8 +215,20 @@ def read_splits(path: str | os.PathLike) -> dict[str, str]:
 
 MANIFEST_COLUMNS = ["id", "entry", "chain", "pdb_id", "split", "status", "reason", "resolution_a",
                     "voxel_size_a", "shape_xyz", "n_background", "n_helix", "n_sheet", "n_other",
-                    "density", "labels", "source", "fold", "n_residues", "n_missing_backbone",
-                    "n_chain_breaks", "n_insertion_codes", "n_altloc_chosen", "n_modified"]
+                    "density", "labels", "source", "correlation", "atoms_in_contour", "fold", "n_residues",
+                    "n_missing_backbone", "n_chain_breaks", "n_insertion_codes", "n_altloc_chosen", "n_modified"]
+
+
+def _component_folders(dirs) -> list[Path]:
+    """Component folders (holding ``meta.json``); a folder without one stands for the
+    component folders inside it (one per chain of an experimental entry)."""
+    out = []
+    for d in map(Path, dirs):
+        if (d / "meta.json").is_file():
+            out.append(d)
+        else:
+            out.extend(sorted(p.parent for p in d.glob("*/meta.json")))
+    return sorted(out)
 
 
 def write_manifest(component_dirs: list[str | os.PathLike], splits_tsv: str | os.PathLike,
@@ -234,7 +246,7 @@ def write_manifest(component_dirs: list[str | os.PathLike], splits_tsv: str | os
     rows = []
     datalist = {"training": [], "validation": [], "test": []}
     key = {"train": "training", "val": "validation", "test": "test"}
-    for d in sorted(Path(p) for p in component_dirs):
+    for d in _component_folders(component_dirs):
         meta = json.loads((d / "meta.json").read_text())
         row = {k: meta.get(k, "") for k in MANIFEST_COLUMNS}
         row["split"] = split_of.get(meta["id"], "")
@@ -243,6 +255,9 @@ def write_manifest(component_dirs: list[str | os.PathLike], splits_tsv: str | os
         for c in ("background", "helix", "sheet", "other"):
             row[f"n_{c}"] = counts.get(c, "")
         row["shape_xyz"] = "x".join(str(v) for v in meta.get("shape_xyz", []))
+        quality = meta.get("quality") or {}
+        for k in ("correlation", "atoms_in_contour"):  # experimental maps only
+            row[k] = "" if quality.get(k) is None else f"{quality[k]:.3f}"
         if meta.get("status") == "ok":
             dens, lab = (d / "density.mrc").resolve(), (d / "labels.mrc").resolve()
             row["density"] = os.path.relpath(dens, manifest_dir)

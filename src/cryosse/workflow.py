@@ -11,7 +11,8 @@ from pathlib import Path
 from .errors import InputError
 from .io import read_tsv
 
-__all__ = ["Entry", "load_structures", "resolution_for", "sample_id", "predict_maps"]
+__all__ = ["Entry", "ExperimentalEntry", "load_structures", "experimental_entries",
+           "resolution_for", "sample_id", "predict_maps"]
 
 ENTRY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
 CHAIN_ID = re.compile(r"^[A-Za-z0-9]{1,4}$")
@@ -93,4 +94,34 @@ def predict_maps(maps: list[dict]) -> dict[str, dict]:
         if m.get("chain") and not m.get("model"):
             raise InputError("config predict.maps", f"entry {k}: 'chain' needs 'model'")
         out[mid] = dict(m, id=mid)
+
+
+@dataclass(frozen=True)
+class ExperimentalEntry:
+    emdb: str                  # EMD-NNNN, also the entry id of its samples
+    pdb: str                   # "" : the first fitted model named in the EMDB header
+    chains: tuple[str, ...]    # () : every protein chain of the model
+
+
+def experimental_entries(items: list[dict], table_rows: list[dict] = (),
+                         simulated: list[str] = ()) -> dict[str, ExperimentalEntry]:
+    """Experimental entries from the config's explicit list and a query table, validated
+    (ids as :func:`cryosse.fetch.emdb_id` / ``pdb_id`` accept them), explicit ones first."""
+    from .fetch import emdb_id, pdb_id
+
+    out: dict[str, ExperimentalEntry] = {}
+    for k, item in enumerate(list(items) + [dict(r, chains=[]) for r in table_rows]):
+        eid = emdb_id(item.get("emdb", ""))
+        if eid in out:
+            if k < len(items):
+                raise InputError("config emdb.entries", f"{eid} is listed twice")
+            continue
+        chains = tuple(item.get("chains") or ())
+        for c in chains:
+            if not CHAIN_ID.match(c):
+                raise InputError("config emdb.entries", f"{eid}: invalid chain id {c!r}")
+        out[eid] = ExperimentalEntry(eid, pdb_id(item["pdb"]) if item.get("pdb") else "", chains)
+    clash = sorted(set(out) & set(simulated))
+    if clash:
+        raise InputError("config", f"entries {', '.join(clash)} are both simulated and experimental")
     return out

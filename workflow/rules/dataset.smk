@@ -1,12 +1,13 @@
 rule split:
     input:
-        table=config["structures"],
+        table=structures_table,
         sse=expand("results/sse/{entry}.tsv", entry=ENTRIES),
+        prepared=all_prepared,
     output:
         splits="results/dataset/splits.tsv",
         folds="results/dataset/folds.tsv",
     params:
-        entries=",".join(ENTRIES),
+        sources=split_sources,
         identity=config["split"]["max_identity"],
         fractions=",".join(str(config["split"]["fractions"][s]) for s in ("train", "val", "test")),
         seed=config["split"]["seed"],
@@ -16,7 +17,7 @@ rule split:
     conda:
         "../../envs/cryosse.yaml"
     shell:
-        "cryosse split --structures {input.table} --sse-dir results/sse --entries {params.entries} "
+        "cryosse split {params.sources} "
         "--identity {params.identity} --fractions {params.fractions} --seed {params.seed} "
         "--kfold {params.kfold} --folds {output.folds} -o {output.splits} 2> {log}"
 

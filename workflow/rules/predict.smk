@@ -1,6 +1,6 @@
 rule predict_component:
     input:
-        component="results/components/{sample}",
+        component=component_input,
         checkpoint="results/model/checkpoint.pt",
     output:
         helix="results/predictions/{sample}/helix_prob.mrc",
@@ -10,27 +10,33 @@ rule predict_component:
         "logs/predict/{sample}.log",
     conda:
         "../../envs/cryosse.yaml"
+    params:
+        component=component_dir,
     shell:
-        "cryosse predict {input.component}/density.mrc --checkpoint {input.checkpoint} "
+        "cryosse predict {params.component}/density.mrc --checkpoint {input.checkpoint} "
         "-o results/predictions/{wildcards.sample} 2> {log}"
 
 
 rule evaluate_component:
     input:
-        component="results/components/{entry}_{chain}",
+        component=component_input,
         labels="results/predictions/{entry}_{chain}/labels.mrc",
-        model=model_path,
-        sse="results/sse/{entry}.tsv",
+        model=model_input,
+        sse=sse_input,
     output:
         "results/evaluation/{entry}_{chain}.json",
+    params:
+        component=component_dir,
+        model=model_file,
+        sse=sse_file,
     log:
         "logs/evaluate/{entry}_{chain}.log",
     conda:
         "../../envs/cryosse.yaml"
     shell:
-        "cryosse evaluate --prediction {input.labels} --truth {input.component}/labels.mrc "
-        "--density {input.component}/density.mrc --model {input.model} --chain {wildcards.chain} "
-        "--sse {input.sse} --id {wildcards.entry}_{wildcards.chain} --json {output} > {log} 2>&1"
+        "cryosse evaluate --prediction {input.labels} --truth {params.component}/labels.mrc "
+        "--density {params.component}/density.mrc --model {params.model} --chain {wildcards.chain} "
+        "--sse {params.sse} --id {wildcards.entry}_{wildcards.chain} --json {output} > {log} 2>&1"
 
 
 rule report:
