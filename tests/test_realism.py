@@ -10,7 +10,7 @@ from cryosse.density import simulate_density
 from cryosse.io import read_model
 from cryosse.realism import RealismConfig, degrade, local_normalise
 
-OFF = dict(blur_p=0, local_res_p=0, sharpen_p=0, noise_p=0, background_p=0, mask_p=0, threshold_p=0,
+OFF = dict(blur_p=0, local_res_p=0, highpass_p=0, noise_p=0, background_p=0, mask_p=0, threshold_p=0,
            scale=(1.0, 1.0), offset_sd=0.0)
 
 
@@ -41,7 +41,7 @@ def test_noise_has_the_drawn_level_and_correlation(sim):
 
 def test_sharpening_makes_negative_ripples_and_threshold_zeroes_the_rest(sim):
     assert sim.data.min() >= -1e-6
-    x, _ = degrade(sim.data, None, 2.0, np.random.default_rng(2), only(sharpen_p=1.0, sharpen_amount=(1.0, 1.0)))
+    x, _ = degrade(sim.data, None, 2.0, np.random.default_rng(2), only(highpass_p=1.0, highpass=(0.5, 0.5)))
     assert x.min() < -0.1 * x.max()
     noisy = sim.data + 0.01 * np.random.default_rng(4).standard_normal(sim.data.shape).astype(np.float32)
     x, p = degrade(noisy, None, 2.0, np.random.default_rng(3), only(threshold_p=1.0, threshold_percentile=(80, 80)))

@@ -3,7 +3,8 @@
 Clean simulations differ from experimental maps in ways a network trained on them notices:
 real maps have noise with a correlation length of a few Å, lower and uneven contrast
 between protein and solvent, local resolution that varies across the map, negative ripples
-from sharpening and CTF correction, a low-frequency background, masks and contour
+from sharpening and CTF correction (EMD-5168 is band-passed so strongly that helices show as
+thin hollow ridges), a low-frequency background, masks and contour
 thresholds. :func:`degrade` applies a random draw of these effects to a density array; each
 effect's parameters are drawn from :class:`RealismConfig` and returned, so every degraded
 sample records how it was made. :func:`local_normalise` is the input normalisation that goes
@@ -36,9 +37,9 @@ class RealismConfig:
     local_res_p: float = 0.5
     local_res_sigma_a: tuple[float, float] = (1.5, 3.5)   # blur of the blurrier copy blended in
     local_res_scale_a: float = 12.0                       # correlation length of the blend weights
-    sharpen_p: float = 0.4
-    sharpen_amount: tuple[float, float] = (0.3, 1.5)      # x + a (x - blur(x)): negative ripples
-    sharpen_sigma_a: tuple[float, float] = (3.0, 6.0)
+    highpass_p: float = 0.5
+    highpass: tuple[float, float] = (0.3, 1.0)            # x - k blur(x): sharpened / band-passed maps,
+    highpass_sigma_a: tuple[float, float] = (2.0, 6.0)    # negative ripples, hollow thin ridges
     noise_p: float = 0.85
     noise_sd: tuple[float, float] = (0.1, 1.2)            # relative to the signal's sd
     noise_corr_a: tuple[float, float] = (1.0, 3.0)        # correlation length of the noise
@@ -47,8 +48,8 @@ class RealismConfig:
     background_scale_a: float = 15.0
     mask_p: float = 0.15                                  # zero all but a zone around the protein
     mask_zone_a: float = 6.0
-    threshold_p: float = 0.2                              # contour-thresholded maps
-    threshold_percentile: tuple[float, float] = (50.0, 90.0)
+    threshold_p: float = 0.3                              # contour-thresholded maps
+    threshold_percentile: tuple[float, float] = (40.0, 90.0)
     scale: tuple[float, float] = (0.5, 2.0)               # amplitude
     offset_sd: float = 0.3                                # offset, in signal sd
 
@@ -99,9 +100,9 @@ def degrade(x: np.ndarray, protein: np.ndarray | None, voxel_size_a: float, rng:
         p["local_res_sigma_a"] = u(cfg.local_res_sigma_a)
         w = 1 / (1 + np.exp(-2 * _smooth_field(x.shape, cfg.local_res_scale_a / v, rng)))
         x = w * x + (1 - w) * _gauss(x, p["local_res_sigma_a"] / v)
-    if rng.random() < cfg.sharpen_p:
-        p["sharpen_amount"], p["sharpen_sigma_a"] = u(cfg.sharpen_amount), u(cfg.sharpen_sigma_a)
-        x = x + p["sharpen_amount"] * (x - _gauss(x, p["sharpen_sigma_a"] / v))
+    if rng.random() < cfg.highpass_p:
+        p["highpass"], p["highpass_sigma_a"] = u(cfg.highpass), u(cfg.highpass_sigma_a)
+        x = x - p["highpass"] * _gauss(x, p["highpass_sigma_a"] / v)
     signal_sd = float(x.std()) or 1.0
     if rng.random() < cfg.noise_p:
         p["noise_sd"], p["noise_corr_a"] = u(cfg.noise_sd), u(cfg.noise_corr_a)

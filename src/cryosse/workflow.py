@@ -94,6 +94,7 @@ def predict_maps(maps: list[dict]) -> dict[str, dict]:
         if m.get("chain") and not m.get("model"):
             raise InputError("config predict.maps", f"entry {k}: 'chain' needs 'model'")
         out[mid] = dict(m, id=mid)
+    return out
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,13 @@
 # Config validation (schema defaults filled in), the structures table, input functions.
 import os
-
-from snakemake.utils import validate
-
 import re
 from pathlib import Path
 
+from snakemake.utils import validate
+
 from cryosse.fetch import read_query_table
 from cryosse.io import read_tsv
-from cryosse.workflow import load_structures, predict_maps, resolution_for, sample_id
-
-
-from cryosse.workflow import experimental_entries, load_structures, resolution_for, sample_id
+from cryosse.workflow import experimental_entries, load_structures, predict_maps, resolution_for, sample_id
 
 
 validate(config, "../schemas/config.schema.yaml")
