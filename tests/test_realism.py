@@ -95,3 +95,20 @@ def test_real_map_labels_line_up_with_density(shared_data):
         helix = m.data[(truth.data == 1) & mask].mean()
         background = m.data[(truth.data == 0) & mask].mean()
         assert helix > background + 0.5 * m.data[mask].std(), case.name
+
+
+def test_simulate_with_realism_records_its_parameters(structures_dir, tmp_path):
+    import json
+
+    from cryosse.cli import main
+    from cryosse.io import read_map
+
+    model = str(structures_dir / "1a8o.pdb.gz")
+    assert main(["simulate", model, "--resolution", "7", "--voxel-size", "2", "-o", str(tmp_path / "clean.mrc")]) == 0
+    for k in (1, 2):
+        assert main(["simulate", model, "--resolution", "7", "--voxel-size", "2", "--realism-seed", "5",
+                     "-o", str(tmp_path / f"real{k}.mrc")]) == 0
+    rec = json.loads((tmp_path / "real1.mrc.realism.json").read_text())
+    assert rec["seed"] == 5 and rec["resolution_a"] == 7 and "scale" in rec["effects"]
+    a, b, c = (read_map(tmp_path / n).data for n in ("real1.mrc", "real2.mrc", "clean.mrc"))
+    assert np.array_equal(a, b) and a.shape == c.shape and not np.allclose(a, c)

@@ -43,9 +43,23 @@ def cmd_simulate(a) -> None:
         raise InputError(a.model, "resolution must be in (0, 50] Å and voxel size in (0, 10] Å")
     t = time.time()
     m = simulate_density(st, a.resolution, a.voxel_size, a.padding)
+    extra = ""
+    if a.realism_seed is not None:
+        import numpy as np
+
+        from .io import protein_atoms, write_json
+        from .labels import within
+        from .realism import degrade
+
+        near = within(m, protein_atoms(st).xyz, 3.0)
+        data, params = degrade(m.data, near, a.voxel_size, np.random.default_rng(a.realism_seed))
+        m = m.with_data(data)
+        record = Path(str(a.output) + ".realism.json")
+        write_json(record, {"seed": a.realism_seed, "resolution_a": a.resolution, "effects": params})
+        extra = f", realism {', '.join(k for k in params if k not in ('scale', 'offset')) or 'none'} ({record.name})"
     write_map(m, a.output)
     _say(f"{a.output}: {m.shape_xyz[0]}x{m.shape_xyz[1]}x{m.shape_xyz[2]} voxels of {a.voxel_size} Å, "
-         f"origin {tuple(round(v, 2) for v in m.origin_a)}, {a.resolution} Å, {time.time() - t:.2f} s")
+         f"origin {tuple(round(v, 2) for v in m.origin_a)}, {a.resolution} Å, {time.time() - t:.2f} s{extra}")
 
 
 def _fetch_config(a):
@@ -457,6 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resolution", type=float, default=6.0, help="resolution in Å (default 6.0)")
     s.add_argument("--voxel-size", type=float, default=1.0, help="voxel size in Å (default 1.0)")
     s.add_argument("--padding", type=float, default=None, help="Å of space around the model (default 3 x resolution)")
+    s.add_argument("--realism-seed", type=int, default=None,
+                   help="degrade the map like a native one (cryosse.realism: noise, blur, local resolution, "
+                   "band-pass ripples, background, mask, threshold) with this seed; the effects and their "
+                   "parameters are recorded in OUTPUT.realism.json")
     s.add_argument("-o", "--output", required=True, help="output MRC map")
     s.set_defaults(func=cmd_simulate)
 

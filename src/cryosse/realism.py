@@ -100,9 +100,6 @@ def degrade(x: np.ndarray, protein: np.ndarray | None, voxel_size_a: float, rng:
         p["local_res_sigma_a"] = u(cfg.local_res_sigma_a)
         w = 1 / (1 + np.exp(-2 * _smooth_field(x.shape, cfg.local_res_scale_a / v, rng)))
         x = w * x + (1 - w) * _gauss(x, p["local_res_sigma_a"] / v)
-    if rng.random() < cfg.highpass_p:
-        p["highpass"], p["highpass_sigma_a"] = u(cfg.highpass), u(cfg.highpass_sigma_a)
-        x = x - p["highpass"] * _gauss(x, p["highpass_sigma_a"] / v)
     signal_sd = float(x.std()) or 1.0
     if rng.random() < cfg.noise_p:
         p["noise_sd"], p["noise_corr_a"] = u(cfg.noise_sd), u(cfg.noise_corr_a)
@@ -111,6 +108,10 @@ def degrade(x: np.ndarray, protein: np.ndarray | None, voxel_size_a: float, rng:
     if rng.random() < cfg.background_p:
         p["background_sd"] = u(cfg.background_sd)
         x = x + p["background_sd"] * signal_sd * _smooth_field(x.shape, cfg.background_scale_a / v, rng)
+    # sharpening / band-pass filtering acts on signal and noise alike: ringing noise
+    if rng.random() < cfg.highpass_p:
+        p["highpass"], p["highpass_sigma_a"] = u(cfg.highpass), u(cfg.highpass_sigma_a)
+        x = x - p["highpass"] * _gauss(x, p["highpass_sigma_a"] / v)
     if protein is not None and protein.any() and rng.random() < cfg.mask_p:
         from scipy.ndimage import binary_dilation
 
