@@ -289,7 +289,7 @@ def cmd_split(a) -> None:
         for ch, cq in q["chains"].items():
             if cq.get("status") != "ok":
                 continue
-            codes = [sse_class_of(x.dssp) for x in sse if x.chain == ch]
+            codes = [residue_class(x) for x in sse if x.chain == ch]
             n = max(len(codes), 1)
             chains.append(ChainRecord(f"{entry}_{ch}", entry, ch, q.get("pdb") or "-",
                                       chain_sequence(st, ch), codes.count(1) / n, codes.count(2) / n))
