@@ -364,6 +364,27 @@ def cmd_training_set(a) -> None:
          f"validation maps")
 
 
+def cmd_export_model(a) -> None:
+    from .io import write_json
+    from .train.checkpoint import export_checkpoint
+
+    update = {}
+    if a.real_maps:
+        rm = json.loads(Path(a.real_maps).read_text())
+        update["real_maps"] = {"mean_voxel_f1": rm["mean_voxel_f1"], "mean_residue_f1": rm["mean_residue_f1"],
+                               "cases": {c["case"]: {"voxel_helix_f1": c["voxel"]["helix"]["f1"],
+                                                     "voxel_sheet_f1": c["voxel"]["sheet"]["f1"] if c["has_sheet"] else None,
+                                                     "residue_helix_f1": c["residue"]["helix"]["f1"],
+                                                     "residue_sheet_f1": c["residue"]["sheet"]["f1"] if c["has_sheet"] else None}
+                                         for c in rm["cases"]}}
+    if a.recipe:
+        update["recipe"] = json.loads(Path(a.recipe).read_text()) if Path(a.recipe).is_file() else a.recipe
+    card = export_checkpoint(a.checkpoint, a.output, half=not a.float32, card_update=update)
+    write_json(Path(str(a.output)).with_suffix(".json"), card)
+    _say(f"{a.output}: {card['arch'].get('preset')} ({card['weights_dtype']}), "
+         f"{Path(a.output).stat().st_size / 1e6:.1f} MB; card in {Path(str(a.output)).with_suffix('.json').name}")
+
+
 def cmd_real_maps(a) -> None:
     from .realmaps import format_real_table, score_real_maps
 
@@ -694,6 +715,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--radius", type=float, default=3.0, help="label radius in Å (default 3.0)")
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.set_defaults(func=cmd_training_set)
+
+    s = sub.add_parser("export-model", help="a slim checkpoint for distribution (the bundled model)",
+                       description="Weights only (float16 unless --float32), the model card updated with "
+                       "the recipe and the real-map scores; the card is also written beside it as JSON.")
+    s.add_argument("checkpoint")
+    s.add_argument("--real-maps", help="real_maps.json from 'cryosse real-maps', recorded in the card")
+    s.add_argument("--recipe", help="JSON file or text describing how the model was made")
+    s.add_argument("--float32", action="store_true")
+    s.add_argument("-o", "--output", required=True)
+    s.set_defaults(func=cmd_export_model)
 
     s = sub.add_parser("real-maps", help="score a checkpoint on the real maps with fitted models",
                        description="Predict and score EMD-5168 (whole and masked monomer, native 6.6 Å), "

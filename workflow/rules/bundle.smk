@@ -53,7 +53,8 @@ rule real_maps:
     input:
         "results/bundle/model/checkpoint.pt",
     output:
-        "results/bundle/real_maps/real_maps.md",
+        table="results/bundle/real_maps/real_maps.md",
+        scores="results/bundle/real_maps/real_maps.json",
     params:
         data=config["real_maps"],
     threads: 2
@@ -63,6 +64,27 @@ rule real_maps:
         "../../envs/cryosse.yaml"
     shell:
         "cryosse real-maps --checkpoint {input} --data {params.data} -o results/bundle/real_maps 2> {log}"
+
+
+rule bundle_export:
+    input:
+        unpack(bundle_export_input),
+    output:
+        model="results/bundle/cryosse-sse-v1.pt",
+        card="results/bundle/cryosse-sse-v1.json",
+        recipe="results/bundle/recipe.json",
+    params:
+        real_maps=real_maps_arg,
+        recipe=json.dumps({"target": "snakemake bundled_model", "bundle": BUNDLE,
+                           "structures": config["structures"], "split": config["split"]}),
+    log:
+        "logs/bundle/export.log",
+    conda:
+        "../../envs/cryosse.yaml"
+    shell:
+        "echo {params.recipe:q} > {output.recipe} && "
+        "cryosse export-model {input.checkpoint} {params.real_maps} --recipe {output.recipe} "
+        "-o {output.model} 2> {log}"
 
 
 rule bundled_model:

@@ -1,4 +1,5 @@
 # Config validation (schema defaults filled in), the structures table, input functions.
+import json
 import os
 import re
 from pathlib import Path
@@ -137,12 +138,23 @@ def test_evaluations(wildcards):
 BUNDLE = config["bundle"]
 
 
+def have_real_maps():
+    return bool(config["real_maps"]) and os.path.isdir(config["real_maps"])
+
+
 def bundle_targets(wildcards):
-    """The recipe's checkpoint, and its scores on the real maps when they are present."""
-    targets = ["results/bundle/model/checkpoint.pt"]
-    if config["real_maps"] and os.path.isdir(config["real_maps"]):
+    """The exported model, and its scores on the real maps when they are present."""
+    targets = ["results/bundle/cryosse-sse-v1.pt"]
+    if have_real_maps():
         targets.append("results/bundle/real_maps/real_maps.md")
     return targets
+
+
+def bundle_export_input(wildcards):
+    inputs = {"checkpoint": "results/bundle/model/checkpoint.pt"}
+    if have_real_maps():
+        inputs["scores"] = "results/bundle/real_maps/real_maps.json"
+    return inputs
 
 def predict_map_input(wildcards):
     return PREDICT_MAPS[wildcards.map_id]["path"]
@@ -220,3 +232,7 @@ def sse_input(wildcards):
 def sse_file(wildcards):
     return f"results/experimental/{wildcards.entry}/sse.tsv" if _experimental(wildcards) else (
         f"results/sse/{wildcards.entry}.tsv")
+
+
+def real_maps_arg(wildcards, input):
+    return f"--real-maps {input.scores}" if "scores" in input.keys() else ""

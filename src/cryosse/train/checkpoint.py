@@ -16,7 +16,7 @@ from ..errors import InputError
 from ..io import atomic_path
 from .network import UNet3D, build_network
 
-__all__ = ["save_checkpoint", "load_checkpoint", "check_compatible"]
+__all__ = ["save_checkpoint", "load_checkpoint", "check_compatible", "export_checkpoint"]
 
 CARD_FORMAT = 1
 
@@ -57,3 +57,16 @@ def check_compatible(card: dict, *, classes: list[str] | None = None,
     if voxel_size_a is not None and abs(card["data_voxel_size_a"] - voxel_size_a) > 1e-3:
         raise InputError(path, f"checkpoint was trained on {card['data_voxel_size_a']} Å data, "
                                f"the data has {voxel_size_a} Å voxels")
+
+
+def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, half: bool = True,
+                      card_update: dict | None = None) -> dict:
+    """A slim copy of a checkpoint for distribution: weights only (no optimiser or resume
+    state), float16 when ``half`` (half the size; loading casts them back to the network's
+    float32), and the card updated with ``card_update``. Returns the new card."""
+    _, card, blob = load_checkpoint(src)
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in blob["state_dict"].items()}
+    card = dict(card, **(card_update or {}), weights_dtype="float16" if half else "float32")
+    with atomic_path(dst) as tmp:
+        torch.save({"format": CARD_FORMAT, "card": card, "state_dict": state}, tmp)
+    return card
