@@ -1,0 +1,40 @@
+"""The bundled model: present in the package, loadable with weights_only, its card says how it
+was made; on the real maps (when ../shared is present) it reproduces the scores its card
+records and beats the trivial "everything is helix" / "everything is sheet" references."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cryosse.predict import BUNDLED_CHECKPOINT
+from cryosse.train.checkpoint import load_checkpoint
+
+
+def test_bundled_checkpoint_loads_and_has_provenance():
+    assert BUNDLED_CHECKPOINT.is_file(), BUNDLED_CHECKPOINT
+    torch.load(BUNDLED_CHECKPOINT, weights_only=True)  # plain tensors and values only
+    net, card, _ = load_checkpoint(BUNDLED_CHECKPOINT)
+    assert card["classes"] == ["other", "helix", "sheet"] and card["norm"] == "local"
+    assert card["recipe"]["target"] == "snakemake bundled_model"
+    assert card["train_config"]["realism"] is True
+    assert set(card["real_maps"]["cases"]) == {"emd_5168", "emd_5168_monomer", "emd_2566_chain9", "emd_0093"}
+    assert BUNDLED_CHECKPOINT.stat().st_size < 5e6  # float16 weights
+    assert next(net.parameters()).dtype == torch.float32
+
+
+@pytest.mark.slow
+def test_bundled_model_on_real_maps(shared_data):
+    from cryosse.realmaps import score_real_maps
+
+    _, card, _ = load_checkpoint(BUNDLED_CHECKPOINT)
+    s = score_real_maps(BUNDLED_CHECKPOINT, shared_data, None)
+    recorded = card["real_maps"]["cases"]
+    for r in s["cases"]:
+        rec = recorded[r["case"]]
+        assert r["voxel"]["helix"]["f1"] == pytest.approx(rec["voxel_helix_f1"], abs=0.02), r["case"]
+        if r["has_sheet"]:
+            assert r["voxel"]["sheet"]["f1"] == pytest.approx(rec["voxel_sheet_f1"], abs=0.02), r["case"]
+    trivial_helix = sum(r["trivial"]["all_helix"] for r in s["cases"]) / len(s["cases"])
+    assert s["mean_voxel_f1"]["helix"] > trivial_helix + 0.1
+    sheet_cases = [r for r in s["cases"] if r["has_sheet"]]
+    assert s["mean_voxel_f1"]["sheet"] > sum(r["trivial"]["all_sheet"] for r in sheet_cases) / len(sheet_cases) + 0.1
