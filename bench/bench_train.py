@@ -24,8 +24,6 @@ HERE = Path(__file__).resolve().parent
 
 
 def build(kind: str):
-    import torch
-
     from cryosse.train.network import PRESETS, build_network
 
     if kind in PRESETS:

@@ -28,7 +28,6 @@ import argparse
 import csv
 import gzip
 import importlib.metadata
-import os
 import re
 import subprocess
 import tarfile

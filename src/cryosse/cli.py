@@ -434,7 +434,7 @@ def cmd_evaluate(a) -> None:
         write_slice_figure(a.png, read_map(a.density), truth, pred, scores["id"])
     print("voxels\n" + format_table(scores))
     if a.model:
-        print(f"residues (majority of predicted voxels within 3 Å)\n" + format_table(scores["residues"]))
+        print("residues (majority of predicted voxels within 3 Å)\n" + format_table(scores["residues"]))
 
 
 def cmd_score(a) -> None:

@@ -521,7 +521,7 @@ def _float(v) -> float | None:
 
 def write_query_table(path: str | os.PathLike, rows: list[dict], query: EmdbQuery, api_url: str) -> None:
     """The query result as a TSV with a header of ``#`` lines: table version, date, query."""
-    lines = [f"# cryosse EMDB query table, version 1",
+    lines = ["# cryosse EMDB query table, version 1",
              f"# date: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}",
              f"# api: {api_url}", f"# query: {query.solr()}",
              f"# max_map_mb: {query.max_map_mb:g}", f"# entries: {len(rows)}",

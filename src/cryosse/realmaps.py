@@ -11,7 +11,6 @@ The maps are for evaluation only: nothing in the training recipe reads them.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time

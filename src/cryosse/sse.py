@@ -179,7 +179,6 @@ def _assign_blocked(coord: np.ndarray, donor_mask: np.ndarray,
     pairs = hbond_pairs(coord, donor_mask, block_elements)
     a, d = pairs[:, 0], pairs[:, 1]
     code = a * L + d
-    hb = set(code.tolist())
 
     def has(acc: np.ndarray, don: np.ndarray) -> np.ndarray:
         ok = (acc >= 0) & (acc < L) & (don >= 0) & (don < L)

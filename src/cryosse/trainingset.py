@@ -12,8 +12,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from .density import simulate_density
 from .io import protein_atoms, read_model, read_tsv, write_json, write_map
 from .labels import atom_classes, label_voxels

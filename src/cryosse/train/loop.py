@@ -92,18 +92,23 @@ def _data_hash(datalist_path: str | os.PathLike) -> str:
 
 # ----------------------------------------------------------------------------- sampling
 
-def _degraded_copies(samples: list[Sample], cfg: TrainConfig) -> list[Sample]:
-    """Each sample degraded once at full realism strength (seeded by its id), normalised."""
-    from ..realism import RealismConfig, degrade
+def _degrade_whole(s: Sample, cfg: TrainConfig, g: np.random.Generator, strength: float = 1.0,
+                   sid: str | None = None) -> Sample:
+    """``s`` degraded as a whole by one realism draw and normalised as prediction normalises a
+    whole map."""
+    from ..realism import degrade
     from .data import normalise
 
-    out = []
-    for s in samples:
-        g = np.random.default_rng(int(hashlib.sha256(f"{cfg.seed}:{s.id}".encode()).hexdigest()[:8], 16))
-        x, _ = degrade(s.raw, s.y > 0, cfg.voxel_size_a, g, realism_config(cfg))
-        x, pad = normalise(x, cfg.voxel_size_a, cfg.norm)
-        out.append(Sample(s.id + "~real", x, s.y, pad, s.labels4, s.data_voxel_size_a))
-    return out
+    x, _ = degrade(s.raw, s.y > 0, cfg.voxel_size_a, g, realism_config(cfg).scaled(strength))
+    x, pad = normalise(x, cfg.voxel_size_a, cfg.norm)
+    return Sample(sid or s.id, x, s.y, pad, s.labels4, s.data_voxel_size_a)
+
+
+def _degraded_copies(samples: list[Sample], cfg: TrainConfig) -> list[Sample]:
+    """Each sample degraded once at full realism strength (seeded by its id)."""
+    return [_degrade_whole(s, cfg, np.random.default_rng(
+        int(hashlib.sha256(f"{cfg.seed}:{s.id}".encode()).hexdigest()[:8], 16)), sid=s.id + "~real")
+        for s in samples]
 
 
 def _proper_rotation(rng: random.Random) -> tuple[tuple[int, int, int], tuple[bool, bool, bool]]:
@@ -167,17 +172,11 @@ def realism_strength(step: int, cfg: TrainConfig) -> float:
 
 
 def degraded_sample(s: Sample, cfg: TrainConfig, strength: float, rng: random.Random) -> Sample:
-    """``s`` degraded as a whole (a fresh realism draw at ``strength``) and normalised as
-    prediction normalises a whole map; or ``s`` itself for the clean share of draws."""
-    from ..realism import RealismConfig, degrade
-    from .data import normalise
-
+    """``s`` after a fresh realism draw at ``strength``; or ``s`` itself for the clean share of
+    draws."""
     if strength <= 0 or rng.random() < cfg.realism_clean:
         return s
-    g = np.random.default_rng(rng.getrandbits(64))
-    x, _ = degrade(s.raw, s.y > 0, cfg.voxel_size_a, g, realism_config(cfg).scaled(strength))
-    x, pad = normalise(x, cfg.voxel_size_a, cfg.norm)
-    return Sample(s.id, x, s.y, pad, s.labels4, s.data_voxel_size_a)
+    return _degrade_whole(s, cfg, np.random.default_rng(rng.getrandbits(64)), strength)
 
 
 def realism_config(cfg: TrainConfig):
