@@ -28,12 +28,19 @@ HERE = Path(__file__).resolve().parent
 CASES = {"component_74x59x83": (83, 59, 74), "map_200": (200, 200, 200)}  # z, y, x at 1 Å
 
 
-def setup():
+def setup(checkpoint: str | None = None):
+    """The network and card: ``checkpoint``'s (e.g. the bundled model, an ensemble), or the
+    default ``resunet`` with random weights."""
     import numpy as np
     import torch
 
     from cryosse.train.network import PRESETS, build_network
 
+    if checkpoint:
+        from cryosse.train.checkpoint import load_checkpoint
+
+        net, card, _ = load_checkpoint(checkpoint)
+        return np, torch, net, card
     torch.manual_seed(0)
     arch = dict(PRESETS["resunet"], n_classes=3, preset="resunet")
     net = build_network(arch).eval()
@@ -60,7 +67,6 @@ def cryosse_run(m, net, card, tile=None, overlap=0.5):
 
 def monai_run(x, net, threads=0):
     import torch
-    from monai.inferers import sliding_window_inference
 
     before = torch.get_num_threads()
     if threads:
@@ -101,9 +107,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(kind: str, case: str) -> dict:
+def child(kind: str, case: str, checkpoint: str | None = None) -> dict:
     """Peak RSS of one case, alone in this process."""
-    np, torch, net, card = setup()
+    np, torch, net, card = setup(checkpoint)
     m = make_map(CASES[case])
     base = peak_rss_mb()
     t = time.perf_counter()
@@ -122,17 +128,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--checkpoint", help="time this checkpoint's network (e.g. the bundled model, "
+                    "src/cryosse/data/models/cryosse-sse-v1.pt) instead of a random resunet")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.threads:
         import torch
         torch.set_num_threads(a.threads)
     if a.child:
-        print(json.dumps(child(*a.child)))
+        print(json.dumps(child(*a.child, a.checkpoint)))
         return
     from cryosse.predict import cpu_threads
 
-    np, torch, net, card = setup()
+    np, torch, net, card = setup(a.checkpoint)
     results = {}
     for case, shape in CASES.items():
         m = make_map(shape)
@@ -171,7 +179,8 @@ def main() -> None:
     memory = []
     for case in CASES:
         for kind in ("cryosse", "monai"):
-            cmd = [sys.executable, __file__, "--child", kind, case] + (["--threads", str(a.threads)] if a.threads else [])
+            cmd = [sys.executable, __file__, "--child", kind, case] + (["--threads", str(a.threads)] if a.threads else []) \
+                + (["--checkpoint", a.checkpoint] if a.checkpoint else [])
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
             rec = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else \
                 {"kind": kind, "case": case, "error": r.stderr.strip().splitlines()[-1:]}
@@ -190,10 +199,11 @@ def main() -> None:
     met = {"component": results["component_74x59x83"]["median_s"]["cryosse"] <= targets["component_s"],
            "map_200": results["map_200"]["median_s"]["cryosse"] <= targets["map_200_s"]}
     print(f"targets (component <= 0.5 s, 200³ <= 8 s): {met}")
-    out = HERE / "results" / "predict.json"
+    out = HERE / "results" / ("predict.json" if not a.checkpoint else f"predict_{Path(a.checkpoint).stem}.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"results": results, "memory": memory, "targets": targets, "targets_met": met,
-                               "torch": str(torch.__version__), "threads": torch.get_num_threads(),
+                               "network": card["arch"].get("preset"),
+                               "checkpoint": a.checkpoint, "torch": str(torch.__version__), "threads": torch.get_num_threads(),
                                "cpu": cpu, "machine": platform.machine(), "cores": os.cpu_count()},
                               indent=2) + "\n")
 

@@ -77,6 +77,31 @@ def test_dry_run_with_configured_maps(tmp_path):
     assert r.returncode != 0 and "needs 'model'" in r.stdout + r.stderr
 
 
+def test_dry_run_bundled_model_seeds(tmp_path):
+    """The bundled model's recipe: one training run per seed, an ensemble when there are two or
+    more, then the real-map scores (when that folder exists) and the export."""
+    _default_config(tmp_path)
+    cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    real = tmp_path / "real"
+    real.mkdir()
+    for seeds, ensemble in (([0, 3], True), ([5], False)):
+        cfg["bundle"] = dict(cfg["bundle"], seeds=seeds)
+        cfg["real_maps"] = str(real)
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+        r = snakemake("-n", "-p", "bundled_model", "--workflow-profile", str(ROOT / "workflow/profiles/default"),
+                      cwd=tmp_path)
+        out = r.stdout + r.stderr
+        assert r.returncode == 0, out
+        for seed in seeds:
+            assert f"results/bundle/model/seed{seed}/checkpoint.pt" in out and f"--seed {seed} " in out
+        assert ("results/bundle/model/ensemble.pt" in out) == ensemble
+        assert "cryosse real-maps" in out and "--real-maps results/bundle/real_maps/real_maps.json" in out
+    cfg["bundle"]["seeds"] = []
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake("-n", "bundled_model", cwd=tmp_path)
+    assert r.returncode != 0 and "seeds" in r.stdout + r.stderr
+
+
 def test_predict_maps_runs(tmp_path):
     """snakemake predict_maps with a given checkpoint: prediction, truth labels, scores, slices."""
     import torch

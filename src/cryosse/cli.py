@@ -385,6 +385,16 @@ def cmd_export_model(a) -> None:
          f"{Path(a.output).stat().st_size / 1e6:.1f} MB; card in {Path(str(a.output)).with_suffix('.json').name}")
 
 
+def cmd_ensemble(a) -> None:
+    from .io import write_json
+    from .train.checkpoint import ensemble_checkpoints
+
+    card = ensemble_checkpoints(a.checkpoints, a.output, half=a.float16)
+    write_json(Path(str(a.output)).with_suffix(".json"), card)
+    _say(f"{a.output}: ensemble of {len(a.checkpoints)} networks ({card['arch']['preset']}), "
+         f"{Path(a.output).stat().st_size / 1e6:.1f} MB")
+
+
 def cmd_real_maps(a) -> None:
     from .realmaps import format_real_table, score_real_maps
 
@@ -674,7 +684,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--datalist", required=True)
     s.add_argument("--out-dir", required=True)
     s.add_argument("--preset", default="resunet",
-                   help="network preset: resunet (default), small or deepssetracer")
+                   help="network preset: resunet (default), resunet_wide, resunet_fine, small or deepssetracer")
     s.add_argument("--loss", default="focal_dice", help="ce, focal, dice, ce_dice or focal_dice (default)")
     s.add_argument("--focal-gamma", type=float, default=2.0)
     s.add_argument("--focal-alpha", help="per-class focal weights other,helix,sheet (default none)")
@@ -726,6 +736,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True)
     s.set_defaults(func=cmd_export_model)
 
+    s = sub.add_parser("ensemble", help="several checkpoints as one (mean probability)",
+                       description="Combine checkpoints trained on the same data and grid into one "
+                       "checkpoint whose prediction is the members' mean probability; the card lists "
+                       "each member's loss, seed, step and metrics. 'cryosse export-model' slims it.")
+    s.add_argument("checkpoints", nargs="+")
+    s.add_argument("--float16", action="store_true", help="store weights as float16")
+    s.add_argument("-o", "--output", required=True)
+    s.set_defaults(func=cmd_ensemble)
     s = sub.add_parser("real-maps", help="score a checkpoint on the real maps with fitted models",
                        description="Predict and score EMD-5168 (whole and masked monomer, native 6.6 Å), "
                        "EMD-2566 chain 9 (low-passed to 6 Å) and EMD-0093 (low-passed to 7 Å) within "

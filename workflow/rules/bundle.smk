@@ -27,31 +27,47 @@ rule bundle_train:
     input:
         "results/bundle/data/datalist.json",
     output:
-        checkpoint="results/bundle/model/checkpoint.pt",
-        card="results/bundle/model/model_card.json",
-        curve="results/bundle/model/training_curve.png",
+        checkpoint="results/bundle/model/seed{seed}/checkpoint.pt",
+        card="results/bundle/model/seed{seed}/model_card.json",
+        curve="results/bundle/model/seed{seed}/training_curve.png",
+    wildcard_constraints:
+        seed=r"\d+",
     params:
         b=BUNDLE,
         realism="--realism" if BUNDLE["realism"] else "",
-    threads: 2
+    threads: 2 if len(BUNDLE["seeds"]) == 1 else 1
     log:
-        "logs/bundle/train.log",
+        "logs/bundle/train_seed{seed}.log",
     benchmark:
-        "benchmarks/bundle_train.tsv"
+        "benchmarks/bundle_train_seed{seed}.tsv"
     conda:
         "../../envs/cryosse.yaml"
     shell:
-        "cryosse train --datalist {input} --out-dir results/bundle/model --preset {params.b[preset]} "
+        "cryosse train --datalist {input} --out-dir results/bundle/model/seed{wildcards.seed} "
+        "--preset {params.b[preset]} "
         "--loss {params.b[loss]} --norm {params.b[norm]} {params.realism} "
         "--realism-ramp {params.b[realism_ramp]} --voxel-size {params.b[voxel_size_a]} "
         "--patch {params.b[patch]} --batch {params.b[batch]} --steps {params.b[steps]} "
-        "--lr {params.b[lr]} --seed {params.b[seed]} --val-every {params.b[val_every]} "
+        "--lr {params.b[lr]} --seed {wildcards.seed} --val-every {params.b[val_every]} "
         "--threads {threads} 2> {log}"
+
+
+rule bundle_ensemble:
+    input:
+        expand("results/bundle/model/seed{seed}/checkpoint.pt", seed=BUNDLE["seeds"]),
+    output:
+        "results/bundle/model/ensemble.pt",
+    log:
+        "logs/bundle/ensemble.log",
+    conda:
+        "../../envs/cryosse.yaml"
+    shell:
+        "cryosse ensemble {input} -o {output} 2> {log}"
 
 
 rule real_maps:
     input:
-        "results/bundle/model/checkpoint.pt",
+        bundle_checkpoint(),
     output:
         table="results/bundle/real_maps/real_maps.md",
         scores="results/bundle/real_maps/real_maps.json",

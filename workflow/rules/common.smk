@@ -150,8 +150,16 @@ def bundle_targets(wildcards):
     return targets
 
 
+def bundle_checkpoint(wildcards=None):
+    """The recipe's model: the one run's best checkpoint, or the ensemble of the seeds' runs."""
+    seeds = BUNDLE["seeds"]
+    if len(seeds) == 1:
+        return f"results/bundle/model/seed{seeds[0]}/checkpoint.pt"
+    return "results/bundle/model/ensemble.pt"
+
+
 def bundle_export_input(wildcards):
-    inputs = {"checkpoint": "results/bundle/model/checkpoint.pt"}
+    inputs = {"checkpoint": bundle_checkpoint()}
     if have_real_maps():
         inputs["scores"] = "results/bundle/real_maps/real_maps.json"
     return inputs

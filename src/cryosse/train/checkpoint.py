@@ -16,7 +16,7 @@ from ..errors import InputError
 from ..io import atomic_path
 from .network import UNet3D, build_network
 
-__all__ = ["save_checkpoint", "load_checkpoint", "check_compatible", "export_checkpoint"]
+__all__ = ["save_checkpoint", "load_checkpoint", "check_compatible", "export_checkpoint", "ensemble_checkpoints"]
 
 CARD_FORMAT = 1
 
@@ -67,6 +67,50 @@ def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, half: b
     _, card, blob = load_checkpoint(src)
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in blob["state_dict"].items()}
     card = dict(card, **(card_update or {}), weights_dtype="float16" if half else "float32")
+    with atomic_path(dst) as tmp:
+        torch.save({"format": CARD_FORMAT, "card": card, "state_dict": state}, tmp)
+    return card
+
+
+#: Card fields that must agree between the members of an ensemble.
+_ENSEMBLE_AGREE = ("classes", "voxel_size_a", "data_voxel_size_a", "norm", "data_contract")
+
+
+def ensemble_checkpoints(srcs: list[str | os.PathLike], dst: str | os.PathLike, *,
+                         half: bool = True, card_update: dict | None = None) -> dict:
+    """One checkpoint holding several trained networks (:class:`~.network.Ensemble`: their mean
+    softmax probability). The members must agree on classes, grids and normalisation. The
+    card is the first member's with the ensemble's architecture and a ``members`` list (each
+    member's loss, seed, step, training config and validation metrics). Returns the card."""
+    if len(srcs) < 2:
+        raise InputError(str(dst), "an ensemble needs at least two checkpoints")
+    cards, state, archs = [], {}, []
+    for i, src in enumerate(srcs):
+        _, card, blob = load_checkpoint(src)
+        if card["arch"].get("type") == "ensemble":
+            raise InputError(src, "is already an ensemble; give its members instead")
+        for k in _ENSEMBLE_AGREE:
+            if cards and card.get(k) != cards[0].get(k):
+                raise InputError(src, f"{k} {card.get(k)!r} differs from {cards[0].get(k)!r} in {srcs[0]}")
+        cards.append(card)
+        archs.append(card["arch"])
+        for k, v in blob["state_dict"].items():
+            state[f"members.{i}.{k}"] = v.half() if half and v.is_floating_point() else v
+    first = cards[0]
+    members = [{"checkpoint": Path(s).name, "loss": c.get("loss"), "step": c.get("step"),
+                "seed": (c.get("train_config") or {}).get("seed"), "train_config": c.get("train_config"),
+                "metrics": c.get("metrics"), "device": c.get("device"), "gpu_run": c.get("gpu_run"),
+                "train_time_s": c.get("train_time_s"), "data_sha256": c.get("data_sha256")}
+               for s, c in zip(srcs, cards)]
+    arch = {"type": "ensemble", "n_classes": first["arch"]["n_classes"], "members": archs,
+            "preset": "ensemble of " + ", ".join(sorted({a.get("preset", "?") for a in archs}))}
+    # the first member's training config stands for all (members differ in seed, listed in members)
+    card = {k: v for k, v in first.items() if k not in ("metrics", "step", "gpu_run")}
+    card.update(arch=arch, members=members, loss=first.get("loss") if len({c.get("loss") for c in cards}) == 1
+                else "mixed", tile=max(c.get("tile", 64) for c in cards), **(card_update or {}),
+                weights_dtype="float16" if all(v.dtype != torch.float32 for v in state.values()
+                                               if v.is_floating_point()) else "float32")
+    build_network(arch).load_state_dict(state)  # the members' weights fit the ensemble
     with atomic_path(dst) as tmp:
         torch.save({"format": CARD_FORMAT, "card": card, "state_dict": state}, tmp)
     return card

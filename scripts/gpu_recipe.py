@@ -1,0 +1,188 @@
+"""The bundled-model recipe on one GPU for a fixed wall-clock budget: several training runs at
+once (one process each, sharing the GPU), each sized to end inside the budget.
+
+Each run first times its own training step (full realism, the other runs busy beside it), then
+sets ``steps`` so that the run ends inside the budget (``val_every`` = steps / 4) and trains
+with ``cryosse.train.loop.train``. The best checkpoint of each run is exported as float16 with
+the run's timing in its card; checkpoints, cards and metrics are packed into a few tar files
+(at most ``--max-tar-mb`` each) in ``--out`` beside ``summary.json``.
+
+    python scripts/gpu_recipe.py --datalist TS/datalist.json --out OUT --budget-s 400 \\
+        --runs runs.json
+    python scripts/gpu_recipe.py --datalist TS/datalist.json --out /tmp/o --budget-s 60 \\
+        --device cpu --runs runs.json          # a rehearsal on the CPU
+
+``runs.json`` is a list of ``{"name": ..., "config": {TrainConfig fields}}``; fields not given
+are the bundle recipe's (``config.yaml``, ``bundle:``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+#: ``bundle:`` in config.yaml, as TrainConfig fields (steps and val_every are set per run).
+RECIPE = {"preset": "resunet", "loss": "dice", "norm": "local", "realism": True,
+          "realism_ramp": [0.2, 0.5], "seed": 0, "voxel_size_a": 2.0, "patch": 32, "batch": 4,
+          "lr": 0.002}
+
+
+def _config(kw: dict, steps: int, device: str, minutes: float):
+    from cryosse.train.loop import TrainConfig
+
+    kw = dict(RECIPE, **kw)
+    for k in ("realism_ramp", "loss_weights", "focal_alpha"):
+        if k in kw and kw[k] is not None:
+            kw[k] = tuple(kw[k])
+    return TrainConfig(**kw, steps=steps, val_every=max(steps // 4, 1), checkpoint_every=max(steps // 4, 1),
+                       device=device, max_minutes=minutes)
+
+
+def steps_per_s(datalist: str, cfg, n_warm: int = 10, n_timed: int = 40) -> float:
+    """Training steps per second of ``cfg`` at full realism strength (sampling included)."""
+    import random
+
+    import torch
+
+    from cryosse.train.data import load_sample
+    from cryosse.train.loop import PatchSampler, load_datalist
+    from cryosse.train.losses import make_loss
+    from cryosse.train.network import PRESETS, build_network
+
+    dl = load_datalist(datalist)
+    items = dl["training"][:40]
+    samples = [load_sample(it["id"], it["image"], it["label"], cfg.voxel_size_a, cfg.norm,
+                           keep_raw=cfg.realism) for it in items]
+    net = build_network(dict(PRESETS[cfg.preset], n_classes=3)).to(cfg.device)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    loss_fn = make_loss(cfg.loss, weights=tuple(cfg.loss_weights))
+    sampler = PatchSampler(samples, cfg, random.Random(1))
+    cuda = cfg.device.startswith("cuda")
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda and cfg.amp)
+    t0 = 0.0
+    for i in range(n_warm + n_timed):
+        if i == n_warm:
+            if cuda:
+                torch.cuda.synchronize()
+            t0 = time.time()
+        x, y = sampler.batch(cfg.steps)
+        x, y = x.to(cfg.device), y.to(cfg.device)
+        with autocast:
+            out = net(x)
+        loss = loss_fn(out.float(), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    if cuda:
+        torch.cuda.synchronize()
+    return n_timed / (time.time() - t0)
+
+
+def worker(name: str, kw: dict, datalist: str, out: Path, deadline: float, device: str,
+           safety: float) -> dict:
+    import torch
+
+    from cryosse.train.checkpoint import export_checkpoint
+    from cryosse.train.loop import train
+
+    torch.set_num_threads(1)
+    t_start = time.time()
+    rate = steps_per_s(datalist, _config(kw, 1000, device, 0))
+    left = deadline - time.time()
+    steps = max(100, int(rate * left * safety) // 100 * 100)
+    cfg = _config(kw, steps, device, minutes=max(left - 15, 30) / 60)
+    print(f"{name}: {rate:.1f} steps/s -> {steps} steps in {left:.0f} s", flush=True)
+    card = train(datalist, out / name, cfg, resume=False)
+    gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu"
+    info = {"name": name, "steps_per_s": round(rate, 2), "steps": steps, "steps_run": card["steps_run"],
+            "best_step": card["step"], "stop_reason": card["stop_reason"],
+            "train_time_s": card["train_time_s"], "device_name": gpu,
+            "wall_s": round(time.time() - t_start, 1),
+            "val": {k: v for k, v in (card.get("metrics") or {}).items() if k.endswith("f1")}}
+    export_checkpoint(out / name / "checkpoint.pt", out / f"{name}.pt",
+                      card_update={"gpu_run": {k: info[k] for k in ("steps_per_s", "device_name", "wall_s")}})
+    (out / f"{name}.json").write_text(json.dumps(info, indent=1))
+    return info
+
+
+def pack(out: Path, names: list[str], max_mb: float) -> list[str]:
+    """Exported checkpoints, run summaries, metrics and curves into tars of at most ``max_mb``."""
+    files = []
+    for n in names:
+        for f in (out / f"{n}.pt", out / f"{n}.json", out / n / "metrics.jsonl",
+                  out / n / "training_curve.png", out / n / "train.log"):
+            if f.is_file():
+                files.append(f)
+    tars, cur, size = [], None, 0.0
+    for f in files:
+        mb = f.stat().st_size / 2**20
+        if cur is None or size + mb > max_mb:
+            if cur is not None:
+                cur.close()
+            tars.append(out / f"runs{len(tars)}.tar")
+            cur, size = tarfile.open(tars[-1], "w"), 0.0
+        cur.add(f, arcname=str(f.relative_to(out)))
+        size += mb
+    if cur is not None:
+        cur.close()
+    return [t.name for t in tars]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datalist", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--runs", required=True, help="JSON file: [{name, config}]")
+    ap.add_argument("--budget-s", type=float, default=400, help="wall-clock seconds for all runs")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--safety", type=float, default=0.8, help="share of the measured rate to plan on")
+    ap.add_argument("--max-tar-mb", type=float, default=15.0)
+    ap.add_argument("--grace-s", type=float, default=90, help="seconds past the budget before runs are killed")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    runs = json.loads(Path(a.runs).read_text())
+    if a.worker:
+        run = next(r for r in runs if r["name"] == a.worker)
+        worker(a.worker, run.get("config", {}), a.datalist, out, a.deadline, a.device, a.safety)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    deadline = time.time() + a.budget_s
+    procs = {}
+    for r in runs:
+        (out / r["name"]).mkdir(exist_ok=True)
+        log = open(out / r["name"] / "train.log", "w")
+        procs[r["name"]] = subprocess.Popen(
+            [sys.executable, __file__, "--worker", r["name"], "--deadline", str(deadline),
+             "--datalist", a.datalist, "--out", a.out, "--runs", a.runs, "--device", a.device,
+             "--safety", str(a.safety)],
+            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    hard = deadline + a.grace_s
+    for name, p in procs.items():
+        try:
+            p.wait(timeout=max(hard - time.time(), 1))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            print(f"{name}: killed after the budget", flush=True)
+    summary = []
+    for r in runs:
+        f = out / f"{r['name']}.json"
+        if f.is_file():
+            summary.append(json.loads(f.read_text()))
+        else:
+            tail = (out / r["name"] / "train.log").read_text()[-600:]
+            summary.append({"name": r["name"], "failed": tail})
+    tars = pack(out, [r["name"] for r in runs], a.max_tar_mb)
+    (out / "summary.json").write_text(json.dumps({"runs": summary, "tars": tars}, indent=1))
+    for s in summary:
+        print(json.dumps(s)[:400], flush=True)
+
+
+if __name__ == "__main__":
+    main()
