@@ -18,7 +18,14 @@ def test_bundled_checkpoint_loads_and_has_provenance():
     assert card["recipe"]["target"] == "snakemake bundled_model"
     assert card["train_config"]["realism"] is True
     assert set(card["real_maps"]["cases"]) == {"emd_5168", "emd_5168_monomer", "emd_2566_chain9", "emd_0093"}
-    assert BUNDLED_CHECKPOINT.stat().st_size < 5e6  # float16 weights
+    assert card["weights_dtype"] == "float16"
+    seeds = card["recipe"]["bundle"]["seeds"]
+    if len(seeds) > 1:  # the recipe's ensemble: one member per seed, each with its own provenance
+        assert card["arch"]["type"] == "ensemble"
+        assert [m["seed"] for m in card["members"]] == seeds
+        assert all(m["train_config"]["realism"] and m["metrics"]["val_helix_f1"] > 0 for m in card["members"])
+    n_params = sum(p.numel() for p in net.parameters())
+    assert BUNDLED_CHECKPOINT.stat().st_size < 2.2 * n_params + 1e6  # float16: 2 bytes per weight
     assert next(net.parameters()).dtype == torch.float32
 
 

@@ -105,7 +105,8 @@ def ensemble_checkpoints(srcs: list[str | os.PathLike], dst: str | os.PathLike, 
     arch = {"type": "ensemble", "n_classes": first["arch"]["n_classes"], "members": archs,
             "preset": "ensemble of " + ", ".join(sorted({a.get("preset", "?") for a in archs}))}
     # the first member's training config stands for all (members differ in seed, listed in members)
-    card = {k: v for k, v in first.items() if k not in ("metrics", "step", "gpu_run")}
+    card = {k: v for k, v in first.items()
+            if k not in ("metrics", "step", "gpu_run", "steps_run", "stop_reason", "train_time_s")}
     card.update(arch=arch, members=members, loss=first.get("loss") if len({c.get("loss") for c in cards}) == 1
                 else "mixed", tile=max(c.get("tile", 64) for c in cards), **(card_update or {}),
                 weights_dtype="float16" if all(v.dtype != torch.float32 for v in state.values()
