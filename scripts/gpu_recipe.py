@@ -1,7 +1,8 @@
 """The bundled-model recipe on one GPU for a fixed wall-clock budget: several training runs at
 once (one process each, sharing the GPU), each sized to end inside the budget.
 
-Each run first times its own training step (full realism, the other runs busy beside it), then
+Each run first times its own training step (full realism, once every run has loaded its data, so
+that the others are busy beside it), then
 sets ``steps`` so that the run ends inside the budget (``val_every`` = steps / 4) and trains
 with ``cryosse.train.loop.train``. The best checkpoint of each run is exported as float16 with
 the run's timing in its card; checkpoints, cards and metrics are packed into a few tar files
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -43,8 +45,22 @@ def _config(kw: dict, steps: int, device: str, minutes: float):
                        device=device, max_minutes=minutes)
 
 
-def steps_per_s(datalist: str, cfg, n_warm: int = 10, n_timed: int = 40) -> float:
-    """Training steps per second of ``cfg`` at full realism strength (sampling included)."""
+def _barrier(ready: Path | None, name: str, n: int, timeout: float = 120.0) -> None:
+    """Wait until ``n`` runs have written their name into ``ready`` (or ``timeout`` passes), so
+    that every run times its steps while all the others are training too."""
+    if ready is None:
+        return
+    ready.mkdir(exist_ok=True)
+    (ready / name).touch()
+    t0 = time.time()
+    while len(list(ready.iterdir())) < n and time.time() - t0 < timeout:
+        time.sleep(0.2)
+
+
+def steps_per_s(datalist: str, cfg, n_warm: int = 10, n_timed: int = 40, *,
+                ready: Path | None = None, name: str = "", n_runs: int = 1) -> float:
+    """Training steps per second of ``cfg`` at full realism strength (sampling included),
+    timed after all ``n_runs`` runs are ready (see :func:`_barrier`)."""
     import random
 
     import torch
@@ -64,6 +80,7 @@ def steps_per_s(datalist: str, cfg, n_warm: int = 10, n_timed: int = 40) -> floa
     sampler = PatchSampler(samples, cfg, random.Random(1))
     cuda = cfg.device.startswith("cuda")
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda and cfg.amp)
+    _barrier(ready, name, n_runs)
     t0 = 0.0
     for i in range(n_warm + n_timed):
         if i == n_warm:
@@ -84,7 +101,7 @@ def steps_per_s(datalist: str, cfg, n_warm: int = 10, n_timed: int = 40) -> floa
 
 
 def worker(name: str, kw: dict, datalist: str, out: Path, deadline: float, device: str,
-           safety: float) -> dict:
+           safety: float, n_runs: int = 1) -> dict:
     import torch
 
     from cryosse.train.checkpoint import export_checkpoint
@@ -92,7 +109,8 @@ def worker(name: str, kw: dict, datalist: str, out: Path, deadline: float, devic
 
     torch.set_num_threads(1)
     t_start = time.time()
-    rate = steps_per_s(datalist, _config(kw, 1000, device, 0))
+    rate = steps_per_s(datalist, _config(kw, 1000, device, 0), ready=out / ".ready", name=name,
+                       n_runs=n_runs)
     left = deadline - time.time()
     steps = max(100, int(rate * left * safety) // 100 * 100)
     cfg = _config(kw, steps, device, minutes=max(left - 15, 30) / 60)
@@ -150,10 +168,11 @@ def main(argv: list[str] | None = None) -> None:
     runs = json.loads(Path(a.runs).read_text())
     if a.worker:
         run = next(r for r in runs if r["name"] == a.worker)
-        worker(a.worker, run.get("config", {}), a.datalist, out, a.deadline, a.device, a.safety)
+        worker(a.worker, run.get("config", {}), a.datalist, out, a.deadline, a.device, a.safety, len(runs))
         return
     out.mkdir(parents=True, exist_ok=True)
     deadline = time.time() + a.budget_s
+    shutil.rmtree(out / ".ready", ignore_errors=True)
     procs = {}
     for r in runs:
         (out / r["name"]).mkdir(exist_ok=True)
