@@ -14,7 +14,7 @@ the run's timing in its card; checkpoints, cards and metrics are packed into a f
         --device cpu --runs runs.json          # a rehearsal on the CPU
 
 ``runs.json`` is a list of ``{"name": ..., "config": {TrainConfig fields}}``; fields not given
-are the bundle recipe's (``config.yaml``, ``bundle:``).
+are the bundle recipe's (``config.yaml``, ``bundle:``, over the schema's defaults).
 """
 from __future__ import annotations
 
@@ -28,16 +28,26 @@ import tarfile
 import time
 from pathlib import Path
 
-#: ``bundle:`` in config.yaml, as TrainConfig fields (steps and val_every are set per run).
-RECIPE = {"preset": "resunet", "loss": "dice", "norm": "local", "realism": True,
-          "realism_ramp": [0.2, 0.5], "seed": 0, "voxel_size_a": 2.0, "patch": 32, "batch": 4,
-          "lr": 0.002}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def recipe(root: Path = ROOT) -> dict:
+    """The bundle recipe as TrainConfig fields: ``bundle:`` of ``config.yaml`` over the schema's
+    defaults (steps and val_every are set per run; the seed is the first of ``seeds``)."""
+    import yaml
+
+    schema = yaml.safe_load((root / "workflow/schemas/config.schema.yaml").read_text())
+    b = {k: v["default"] for k, v in schema["properties"]["bundle"]["properties"].items() if "default" in v}
+    b.update(yaml.safe_load((root / "config.yaml").read_text()).get("bundle") or {})
+    return {"preset": b["preset"], "loss": b["loss"], "norm": b["norm"], "realism": b["realism"],
+            "realism_ramp": [float(v) for v in str(b["realism_ramp"]).split(",")], "seed": b["seeds"][0],
+            "voxel_size_a": b["voxel_size_a"], "patch": b["patch"], "batch": b["batch"], "lr": b["lr"]}
 
 
 def _config(kw: dict, steps: int, device: str, minutes: float):
     from cryosse.train.loop import TrainConfig
 
-    kw = dict(RECIPE, **kw)
+    kw = dict(recipe(), **kw)
     for k in ("realism_ramp", "loss_weights", "focal_alpha"):
         if k in kw and kw[k] is not None:
             kw[k] = tuple(kw[k])

@@ -118,11 +118,17 @@ def test_gpu_recipe_rehearsal_on_cpu(tmp_path, tiny_dataset):
                        capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
+    import yaml
+    bundle = yaml.safe_load((ROOT / "config.yaml").read_text())["bundle"]
     assert [s["name"] for s in summary["runs"]] == ["a", "b"], summary
     for s in summary["runs"]:
         assert s["steps"] >= 100 and s["steps_run"] >= 1 and s["device_name"] == "cpu"
         _, card, _ = load_checkpoint(out / f"{s['name']}.pt")
         assert card["weights_dtype"] == "float16" and card["gpu_run"]["steps_per_s"] > 0
+        # settings a run does not name are the bundle recipe's (config.yaml)
+        tc = card["train_config"]
+        assert tc["norm"] == bundle["norm"] and tc["realism"] == bundle["realism"]
+        assert tc["loss"] == (bundle["loss"] if s["name"] == "a" else "focal_dice")
     names = set()
     for t in summary["tars"]:
         with tarfile.open(out / t) as tf:
