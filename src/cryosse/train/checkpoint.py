@@ -109,7 +109,7 @@ def ensemble_checkpoints(srcs: list[str | os.PathLike], dst: str | os.PathLike, 
             if k not in ("metrics", "step", "gpu_run", "steps_run", "stop_reason", "train_time_s")}
     card.update(arch=arch, members=members, loss=first.get("loss") if len({c.get("loss") for c in cards}) == 1
                 else "mixed", tile=max(c.get("tile", 64) for c in cards), **(card_update or {}),
-                weights_dtype="float16" if all(v.dtype != torch.float32 for v in state.values()
+                weights_dtype="float16" if all(v.dtype == torch.float16 for v in state.values()
                                                if v.is_floating_point()) else "float32")
     build_network(arch).load_state_dict(state)  # the members' weights fit the ensemble
     with atomic_path(dst) as tmp:

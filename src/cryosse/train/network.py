@@ -167,8 +167,11 @@ class Ensemble(nn.Module):
         return math.lcm(*(int(getattr(m, "divisor", 1)) for m in self.members))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = torch.stack([torch.softmax(m(x).float(), dim=1) for m in self.members]).mean(0)
-        return torch.log(p.clamp_min(1e-8))
+        p = None  # a running sum: one probability volume in memory, whatever the member count
+        for m in self.members:
+            q = torch.softmax(m(x).float(), dim=1)
+            p = q if p is None else p.add_(q)
+        return torch.log((p / len(self.members)).clamp_min(1e-8))
 
 
 def build_network(arch: dict) -> nn.Module:
