@@ -70,6 +70,7 @@ def one(kind: str, patch: int, batch: int, steps: int, mode: str) -> dict:
     """Time ``steps`` training steps after two warm-up steps."""
     import torch
 
+    from cryosse.train.loop import train_step
     from cryosse.train.losses import make_loss
 
     torch.manual_seed(0)
@@ -90,12 +91,7 @@ def one(kind: str, patch: int, batch: int, steps: int, mode: str) -> dict:
     times = []
     for i in range(steps + 2):
         t = time.perf_counter()
-        with autocast:
-            out = step_net(x)
-        loss = loss_fn(out.float(), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        train_step(step_net, opt, loss_fn, x, y, autocast)
         times.append(time.perf_counter() - t)
         if i == 1:
             t_compile = time.perf_counter() - t_compile

@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from cryosse.io import Map
     from cryosse.predict import PredictConfig, plan_memory, predict_map
+    from cryosse.train.loop import train_step
     from cryosse.train.losses import make_loss
     from cryosse.train.network import PRESETS, build_network
 
@@ -58,12 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     for i in range(a.steps + 2):
         sync()
         t = time.perf_counter()
-        with autocast:
-            out = net(x)
-        loss = loss_fn(out.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = train_step(net, opt, loss_fn, x, y, autocast)
         sync()
         times.append(time.perf_counter() - t)
     step_s = sorted(times[2:])[len(times[2:]) // 2]

@@ -76,7 +76,7 @@ def steps_per_s(datalist: str, cfg, n_warm: int = 10, n_timed: int = 40, *,
     import torch
 
     from cryosse.train.data import load_sample
-    from cryosse.train.loop import PatchSampler, load_datalist
+    from cryosse.train.loop import PatchSampler, load_datalist, train_step
     from cryosse.train.losses import make_loss
     from cryosse.train.network import PRESETS, build_network
 
@@ -98,13 +98,7 @@ def steps_per_s(datalist: str, cfg, n_warm: int = 10, n_timed: int = 40, *,
                 torch.cuda.synchronize()
             t0 = time.time()
         x, y = sampler.batch(cfg.steps)
-        x, y = x.to(cfg.device), y.to(cfg.device)
-        with autocast:
-            out = net(x)
-        loss = loss_fn(out.float(), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        train_step(net, opt, loss_fn, x.to(cfg.device), y.to(cfg.device), autocast)
     if cuda:
         torch.cuda.synchronize()
     return n_timed / (time.time() - t0)

@@ -32,7 +32,7 @@ from .losses import LOSSES, make_loss
 from .metrics import CLASS3, confusion, prf_from_confusion
 from .network import PRESETS, build_network
 
-__all__ = ["TrainConfig", "train", "load_datalist", "evaluate_samples"]
+__all__ = ["TrainConfig", "train", "train_step", "load_datalist", "evaluate_samples"]
 
 
 @dataclass(frozen=True)
@@ -243,6 +243,18 @@ def evaluate_samples(net, samples: list[Sample], tile: int, divisor: int, device
     return prf_from_confusion(cm)
 
 
+def train_step(net, opt, loss_fn, x: torch.Tensor, y: torch.Tensor, autocast) -> torch.Tensor:
+    """One optimisation step: forward under ``autocast``, loss in float32, backward, update.
+    Returns the loss (the schedule, if any, is stepped by the caller)."""
+    with autocast:
+        logits = net(x)
+    loss = loss_fn(logits.float(), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+
 def _progress(step: int, total: int, t0: float, loss: float, start: int) -> None:
     """A progress bar on a terminal; a line every 5% of the steps in a log file."""
     tty = sys.stderr.isatty()
@@ -385,12 +397,7 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
         net.train()
         x, y = sampler.batch(step)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast:
-            logits = net(x)
-        loss = loss_fn(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = train_step(net, opt, loss_fn, x, y, autocast)
         sched.step()
         state["step"] = step
         state["running"] = (state["running"] + [float(loss.detach())])[-cfg.val_every:]
