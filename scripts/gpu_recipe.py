@@ -14,7 +14,9 @@ the run's timing in its card; checkpoints, cards and metrics are packed into a f
         --device cpu --runs runs.json          # a rehearsal on the CPU
 
 ``runs.json`` is a list of ``{"name": ..., "config": {TrainConfig fields}}``; fields not given
-are the bundle recipe's (``config.yaml``, ``bundle:``, over the schema's defaults).
+are the bundle recipe's (``config.yaml``, ``bundle:``, over the schema's defaults). A run may
+name its own ``"datalist"`` (a training set on another working grid, say); the others use
+``--datalist``.
 """
 from __future__ import annotations
 
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         log = open(out / r["name"] / "train.log", "w")
         procs[r["name"]] = subprocess.Popen(
             [sys.executable, __file__, "--worker", r["name"], "--deadline", str(deadline),
-             "--datalist", a.datalist, "--out", a.out, "--runs", a.runs, "--device", a.device,
+             "--datalist", r.get("datalist", a.datalist), "--out", a.out, "--runs", a.runs, "--device", a.device,
              "--safety", str(a.safety)],
             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     hard = deadline + a.grace_s
