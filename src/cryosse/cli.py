@@ -398,7 +398,7 @@ def cmd_ensemble(a) -> None:
 def cmd_real_maps(a) -> None:
     from .realmaps import format_real_table, score_real_maps
 
-    s = score_real_maps(a.checkpoint, a.data, a.output, device=a.device, tta=a.tta)
+    s = score_real_maps(a.checkpoint, a.data, a.output, device=a.device, tta=a.tta, diagnose=a.diagnose)
     print(format_real_table(s))
 
 
@@ -751,6 +751,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--data", help="folder of the real maps (default: $CRYOSSE_REAL_DATA or ../shared/data)")
     s.add_argument("--tta", action="store_true", help="average over the four 180-degree rotations")
+    s.add_argument("--diagnose", action="store_true",
+                   help="also score a clean simulation of each fitted model on the map's grid, and the "
+                   "working grid's ceiling (the truth passed through the network's grid)")
     s.add_argument("--device", default=None)
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.set_defaults(func=cmd_real_maps)

@@ -23,7 +23,7 @@ from .errors import InputError
 from .io import Map, read_map, read_model, protein_atoms, write_json, write_text
 
 __all__ = ["RealCase", "CASES", "lowpass", "load_case", "score_case", "score_real_maps",
-           "default_data_dir", "format_real_table"]
+           "default_data_dir", "format_real_table", "clean_simulation", "grid_ceiling"]
 
 #: Scores count voxels within this distance (Å) of the model's heavy atoms.
 SCORE_RADIUS_A = 6.0
@@ -92,9 +92,51 @@ def load_case(case: RealCase, data_dir: str | os.PathLike):
     return m, st, sse, truth, mask
 
 
+def clean_simulation(m: Map, structure, resolution_a: float) -> Map:
+    """A noise-free simulation of ``structure`` at ``resolution_a`` on ``m``'s grid: the map
+    the network would get if the experiment were perfect (simulated on a 1 Å grid, then
+    interpolated onto ``m``'s)."""
+    from .density import resample_to_grid, simulate_density
+
+    sim = simulate_density(structure, resolution_a, min(1.0, min(m.voxel_size_a)))
+    return resample_to_grid(sim, m.origin_a, m.voxel_size_a, m.shape_xyz, order=1)
+
+
+def grid_ceiling(truth: Map, mask: np.ndarray, voxel_size_a: float) -> dict:
+    """Voxel F1 (helix, sheet) of the truth itself passed through a working grid of
+    ``voxel_size_a`` Å the way a prediction is: each class's indicator averaged onto that grid
+    (Gaussian, sigma = half a working voxel), interpolated back linearly, argmax. No network on
+    that grid can do better than this, up to the averaging chosen."""
+    from scipy.ndimage import gaussian_filter
+
+    from .density import resample_to_grid
+    from .train.metrics import confusion, prf_from_confusion, to_three_class
+
+    t3 = to_three_class(truth.data)
+    extent = (np.asarray(truth.shape_xyz) - 1) * np.asarray(truth.voxel_size_a)
+    shape = np.floor(extent / voxel_size_a + 1e-6).astype(int) + 2
+    probs = []
+    for c in range(3):
+        ind = (t3 == c).astype(np.float32)
+        sig = [0.5 * voxel_size_a / v for v in truth.voxel_size_a[::-1]]
+        if voxel_size_a > max(truth.voxel_size_a) + 1e-6:
+            ind = gaussian_filter(ind, sig, mode="nearest")
+        coarse = resample_to_grid(truth.with_data(ind), truth.origin_a, voxel_size_a, shape, order=1,
+                                  mode="nearest")
+        probs.append(resample_to_grid(coarse, truth.origin_a, truth.voxel_size_a, truth.shape_xyz,
+                                      order=1, mode="nearest").data)
+    cm = confusion(np.argmax(np.stack(probs), 0).astype(np.uint8), t3, mask)
+    f = prf_from_confusion(cm)
+    return {"helix": f["helix"]["f1"], "sheet": f["sheet"]["f1"]}
+
+
 def score_case(case: RealCase, data_dir, net, card: dict, *, device: str | None = None,
-               tta: bool = False) -> dict:
-    """Predict one real map and score it against its model (voxel and residue F1)."""
+               tta: bool = False, diagnose: bool = False) -> dict:
+    """Predict one real map and score it against its model (voxel and residue F1).
+
+    With ``diagnose``, also: the voxel F1 on a clean simulation of the fitted model on the
+    same grid (:func:`clean_simulation`: what is left when realism is perfect) and the
+    working grid's ceiling (:func:`grid_ceiling`)."""
     from .evaluate import evaluate_maps, evaluate_residues
     from .predict import PredictConfig, predict_map
 
@@ -103,6 +145,13 @@ def score_case(case: RealCase, data_dir, net, card: dict, *, device: str | None 
     pred = predict_map(m, net, card, PredictConfig(device=device, tta=tta))
     seconds = time.time() - t0
     vox = evaluate_maps(pred.labels, truth, mask)
+    diagnosis = None
+    if diagnose:
+        sim = clean_simulation(m, st, case.lowpass_a or case.native_resolution_a)
+        sim_pred = predict_map(sim, net, card, PredictConfig(device=device, tta=tta))
+        cs = evaluate_maps(sim_pred.labels, truth, mask)["classes"]
+        diagnosis = {"clean_simulation": {"helix": cs["helix"]["f1"], "sheet": cs["sheet"]["f1"]},
+                     "grid_ceiling": grid_ceiling(truth, mask, float(card["voxel_size_a"]))}
     res = evaluate_residues(pred.labels, st, None, sse)
     # the trivial references: every scored voxel helix / every one sheet
     from .train.metrics import prf_from_confusion, confusion, to_three_class
@@ -114,14 +163,16 @@ def score_case(case: RealCase, data_dir, net, card: dict, *, device: str | None 
     return {"case": case.name, "note": case.note, "has_sheet": case.has_sheet,
             "voxel": vox["classes"], "voxel_confusion": vox["confusion"],
             "residue": res["classes"], "trivial": trivial, "predict_s": round(seconds, 2),
-            "_arrays": (m, truth, mask, pred)}
+            **({"diagnosis": diagnosis} if diagnosis else {}), "_arrays": (m, truth, mask, pred)}
 
 
 def score_real_maps(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None,
                     out_dir: str | os.PathLike | None = None, *, cases=CASES,
-                    device: str | None = None, tta: bool = False, figures: bool = True) -> dict:
+                    device: str | None = None, tta: bool = False, figures: bool = True,
+                    diagnose: bool = False) -> dict:
     """Score ``checkpoint`` on every real case; write ``real_maps.json``/``.md`` (and slice
-    figures) into ``out_dir`` when given. Returns the summary with the mean F1 over cases."""
+    figures) into ``out_dir`` when given. Returns the summary with the mean F1 over cases.
+    ``diagnose`` adds the clean-simulation scores and the grid ceiling (see :func:`score_case`)."""
     from .train.checkpoint import load_checkpoint
 
     data_dir = Path(data_dir) if data_dir else default_data_dir()
@@ -131,7 +182,7 @@ def score_real_maps(checkpoint: str | os.PathLike, data_dir: str | os.PathLike |
     net, card, _ = load_checkpoint(checkpoint)
     rows = []
     for case in cases:
-        r = score_case(case, data_dir, net, card, device=device, tta=tta)
+        r = score_case(case, data_dir, net, card, device=device, tta=tta, diagnose=diagnose)
         arrays = r.pop("_arrays")
         if out_dir and figures:
             _figure(case.name, *arrays, Path(out_dir) / f"{case.name}.png")
@@ -139,10 +190,10 @@ def score_real_maps(checkpoint: str | os.PathLike, data_dir: str | os.PathLike |
     helix = [r["voxel"]["helix"]["f1"] for r in rows]
     sheet = [r["voxel"]["sheet"]["f1"] for r in rows if r["has_sheet"]]
     summary = {"checkpoint": str(checkpoint), "data_dir": str(data_dir), "tta": tta,
-               "mean_voxel_f1": {"helix": float(np.mean(helix)), "sheet": float(np.mean(sheet))},
-               "mean_residue_f1": {
-                   "helix": float(np.mean([r["residue"]["helix"]["f1"] for r in rows])),
-                   "sheet": float(np.mean([r["residue"]["sheet"]["f1"] for r in rows if r["has_sheet"]]))},
+               "mean_voxel_f1": {"helix": _mean(helix), "sheet": _mean(sheet)},
+               "mean_residue_f1": {"helix": _mean(r["residue"]["helix"]["f1"] for r in rows),
+                                   "sheet": _mean(r["residue"]["sheet"]["f1"] for r in rows if r["has_sheet"])},
+               **({"diagnosis": _mean_diagnosis(rows)} if diagnose else {}),
                "cases": rows, "model_card": {k: card.get(k) for k in ("preset", "loss", "steps", "recipe")}}
     if out_dir:
         out = Path(out_dir)
@@ -150,6 +201,21 @@ def score_real_maps(checkpoint: str | os.PathLike, data_dir: str | os.PathLike |
         write_json(out / "real_maps.json", summary)
         write_text(out / "real_maps.md", format_real_table(summary) + "\n")
     return summary
+
+
+def _mean(values) -> float:
+    """Mean of ``values``, NaN (without a warning) when there are none."""
+    values = list(values)
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _mean_diagnosis(rows: list[dict]) -> dict:
+    """Means over cases (sheet over the cases that score it) of each diagnosis."""
+    out = {}
+    for key in ("clean_simulation", "grid_ceiling"):
+        out[key] = {"helix": _mean(r["diagnosis"][key]["helix"] for r in rows),
+                    "sheet": _mean(r["diagnosis"][key]["sheet"] for r in rows if r["has_sheet"])}
+    return out
 
 
 def _f(v) -> str:
@@ -168,6 +234,21 @@ def format_real_table(summary: dict) -> str:
     mv, mr = summary["mean_voxel_f1"], summary["mean_residue_f1"]
     lines.append(f"| **mean** | **{_f(mv['helix'])}** | **{_f(mv['sheet'])}** | {_f(mr['helix'])} | "
                  f"{_f(mr['sheet'])} | | |")
+    if "diagnosis" in summary:
+        lines += ["", "Diagnosis (voxel F1 helix / sheet): the same network on a clean simulation of "
+                  "each fitted model on the map's grid, and the working grid's ceiling.", "",
+                  "| map | real map | clean simulation | grid ceiling |", "|---|---|---|---|"]
+
+        def hs(d, has_sheet):
+            return f"{_f(d['helix'])} / {_f(d['sheet']) if has_sheet else '–'}"
+        for r in summary["cases"]:
+            d = r["diagnosis"]
+            real = {"helix": r["voxel"]["helix"]["f1"], "sheet": r["voxel"]["sheet"]["f1"]}
+            lines.append(f"| {r['case']} | {hs(real, r['has_sheet'])} | "
+                         f"{hs(d['clean_simulation'], r['has_sheet'])} | {hs(d['grid_ceiling'], r['has_sheet'])} |")
+        d = summary["diagnosis"]
+        lines.append(f"| **mean** | {hs(mv, True)} | {hs(d['clean_simulation'], True)} | "
+                     f"{hs(d['grid_ceiling'], True)} |")
     return "\n".join(lines)
 
 
