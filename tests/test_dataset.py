@@ -81,9 +81,9 @@ def test_stratified_split():
         assert set(splits[lo:hi]) == {"train", "val", "test"}
 
 
-def test_training_set_leaves_the_test_split_out(structures_dir, tmp_path):
-    """Whole-entry training maps: train and val entries only, every resolution, labels on the
-    density's grid by the contract's rule."""
+def test_training_set_splits(structures_dir, tmp_path):
+    """Whole-entry training maps: train and val entries only by default (test with
+    --train-splits train,test), every resolution, labels on the density's grid by the contract's rule."""
     import json
 
     from cryosse.cli import main
@@ -110,6 +110,16 @@ def test_training_set_leaves_the_test_split_out(structures_dir, tmp_path):
     assert d.origin_a == lab.origin_a
     # helix voxels (1A8O is all-alpha) are denser than the background
     assert d.data[lab.data == 1].mean() > 3 * d.data[lab.data == 0].mean()
+    # the bundled model's recipe trains on train + test; val stays validation, and never trains
+    out2 = tmp_path / "ts2"
+    assert main(["training-set", "--structures", str(table), "--splits", str(splits),
+                 "--resolutions", "5", "--train-splits", "train,test", "-o", str(out2)]) == 0
+    dl2 = json.loads((out2 / "datalist.json").read_text())
+    assert [i["id"] for i in dl2["training"]] == ["1a8o_r5", "2cvia_r5"]
+    assert [i["id"] for i in dl2["validation"]] == ["1ahsa_r5"]
+    assert main(["training-set", "--structures", str(table), "--splits", str(splits),
+                 "--train-splits", "train,val", "-o", str(tmp_path / "ts3")]) == 2
+    assert not (tmp_path / "ts3").exists()
 
 
 def test_kfold_has_no_leakage(embedded_chains):

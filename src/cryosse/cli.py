@@ -358,8 +358,13 @@ def cmd_train(a) -> None:
 def cmd_training_set(a) -> None:
     from .trainingset import build_training_set
 
+    train_splits = tuple(v for v in a.train_splits.split(",") if v)
+    bad = [v for v in train_splits if v not in ("train", "val", "test")] or (["val"] if "val" in train_splits else [])
+    if bad or not train_splits:
+        raise InputError(a.splits, f"--train-splits must name train and/or test, not {a.train_splits!r} "
+                         "(val is the validation split)")
     dl = build_training_set(a.structures, a.splits, a.output, [float(v) for v in a.resolutions.split(",")],
-                            a.voxel_size, a.radius)
+                            a.voxel_size, a.radius, train_splits=train_splits)
     _say(f"{a.output}/datalist.json: {len(dl['training'])} training and {len(dl['validation'])} "
          f"validation maps")
 
@@ -716,13 +721,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("training-set", help="simulate whole-entry training maps on the working grid",
-                       description="For the train and val split entries: all protein chains simulated "
+                       description="For the train (and with --train-splits test) and val split entries: all protein chains simulated "
                        "at each resolution on the working grid and labelled; writes OUTPUT/datalist.json.")
     s.add_argument("--structures", required=True, help="structures table (TSV)")
     s.add_argument("--splits", required=True, help="splits.tsv from 'cryosse split'")
     s.add_argument("--resolutions", default="5,6.5,8,10", help="comma-separated resolutions in Å")
     s.add_argument("--voxel-size", type=float, default=2.0, help="working voxel size in Å (default 2.0)")
     s.add_argument("--radius", type=float, default=3.0, help="label radius in Å (default 3.0)")
+    s.add_argument("--train-splits", default="train",
+                   help="comma-separated splits to train on: train (default), or train,test for a model "
+                   "judged elsewhere (the bundled model); val is always the validation split")
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.set_defaults(func=cmd_training_set)
 

@@ -24,16 +24,26 @@ __all__ = ["build_training_set"]
 def build_training_set(structures_tsv: str | os.PathLike, splits_tsv: str | os.PathLike,
                        out_dir: str | os.PathLike, resolutions_a: list[float],
                        voxel_size_a: float = 2.0, radius_a: float = 3.0,
-                       splits: tuple[str, ...] = ("train", "val")) -> dict:
-    """Write ``{entry}_r{res}/density.mrc`` and ``labels.mrc`` for every entry of ``splits``
-    and resolution, and ``datalist.json`` (training: train split, validation: val split)."""
+                       train_splits: tuple[str, ...] = ("train",),
+                       val_splits: tuple[str, ...] = ("val",)) -> dict:
+    """Write ``{entry}_r{res}/density.mrc`` and ``labels.mrc`` for every entry of
+    ``train_splits`` and ``val_splits`` and every resolution, and ``datalist.json`` (training:
+    the entries of ``train_splits``, validation: those of ``val_splits``).
+
+    The bundled model is judged on real maps, not on the test split, so its recipe may train on
+    ``("train", "test")``; validation stays on its own split, which shares no cluster with them."""
+    overlap = set(train_splits) & set(val_splits)
+    if overlap:
+        raise ValueError(f"splits {sorted(overlap)} cannot be both training and validation")
     out = Path(out_dir)
     split_of: dict[str, str] = {}
     for row in read_tsv(splits_tsv):
         split_of.setdefault(row["entry"], row["split"])
-    entries = [e for e in load_structures(structures_tsv) if split_of.get(e.entry) in splits]
+    wanted = set(train_splits) | set(val_splits)
+    entries = [e for e in load_structures(structures_tsv) if split_of.get(e.entry) in wanted]
     datalist: dict = {"training": [], "validation": [], "description": (
-        "whole-entry simulated maps on the working grid, resolutions " + ", ".join(f"{r:g}" for r in resolutions_a))}
+        "whole-entry simulated maps on the working grid, resolutions " + ", ".join(f"{r:g}" for r in resolutions_a)
+        + f"; training: {'+'.join(train_splits)} split, validation: {'+'.join(val_splits)} split")}
     for k, e in enumerate(entries, 1):
         st = read_model(e.path)
         atoms = protein_atoms(st)
@@ -45,7 +55,7 @@ def build_training_set(structures_tsv: str | os.PathLike, splits_tsv: str | os.P
             lab = label_voxels(dens, atoms, classes, radius_a)
             write_map(dens, d / "density.mrc")
             write_map(lab, d / "labels.mrc", labels=True)
-            key = "training" if split_of[e.entry] == "train" else "validation"
+            key = "training" if split_of[e.entry] in train_splits else "validation"
             datalist[key].append({"id": sid, "image": f"{sid}/density.mrc", "label": f"{sid}/labels.mrc",
                                   "entry": e.entry, "resolution_a": res})
         print(f"\r[{k}/{len(entries)}] {e.entry}", end="", file=sys.stderr, flush=True)

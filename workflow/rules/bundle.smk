@@ -13,6 +13,7 @@ rule training_set:
         resolutions=",".join(str(r) for r in BUNDLE["resolutions_a"]),
         voxel=BUNDLE["voxel_size_a"],
         radius=config["labels"]["radius_a"],
+        train_splits=",".join(BUNDLE["train_splits"]),
     log:
         "logs/bundle/training_set.log",
     conda:
@@ -20,7 +21,7 @@ rule training_set:
     shell:
         "cryosse training-set --structures {input.table} --splits {input.splits} "
         "--resolutions {params.resolutions} --voxel-size {params.voxel} --radius {params.radius} "
-        "-o results/bundle/data 2> {log}"
+        "--train-splits {params.train_splits} -o results/bundle/data 2> {log}"
 
 
 rule bundle_train:
