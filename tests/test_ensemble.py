@@ -106,11 +106,20 @@ def test_ensemble_cli_and_predict(tmp_path):
 
 @pytest.mark.slow
 def test_gpu_recipe_rehearsal_on_cpu(tmp_path, tiny_dataset):
-    """scripts/gpu_recipe.py on the CPU: two runs sized to a 25 s budget, packed into tars."""
+    """scripts/gpu_recipe.py on the CPU: two runs sized to a 25 s budget, packed into tars; the
+    second names its own datalist (one training map)."""
+    dl = json.loads((tiny_dataset / "datalist.json").read_text())
+    n_train = len(dl["training"])
+    for key in ("training", "validation", "test"):  # absolute paths: the file lives elsewhere
+        for item in dl.get(key, []):
+            item["image"], item["label"] = (str(tiny_dataset / item[k]) for k in ("image", "label"))
+    own = tmp_path / "datalist_one.json"
+    own.write_text(json.dumps(dict(dl, training=dl["training"][:1])))
     runs = tmp_path / "runs.json"
     runs.write_text(json.dumps([{"name": "a", "config": {"patch": 16, "batch": 2, "preset": "small"}},
                                 {"name": "b", "config": {"patch": 16, "batch": 2, "preset": "small",
-                                                         "seed": 1, "loss": "focal_dice"}}]))
+                                                         "seed": 1, "loss": "focal_dice"},
+                                 "datalist": str(own)}]))
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_recipe.py"), "--datalist",
                         str(tiny_dataset / "datalist.json"), "--out", str(out), "--runs", str(runs),
@@ -129,6 +138,7 @@ def test_gpu_recipe_rehearsal_on_cpu(tmp_path, tiny_dataset):
         tc = card["train_config"]
         assert tc["norm"] == bundle["norm"] and tc["realism"] == bundle["realism"]
         assert tc["loss"] == (bundle["loss"] if s["name"] == "a" else "focal_dice")
+        assert card["n_train"] == (n_train if s["name"] == "a" else 1)
     names = set()
     for t in summary["tars"]:
         with tarfile.open(out / t) as tf:
