@@ -359,8 +359,7 @@ def cmd_training_set(a) -> None:
     from .trainingset import build_training_set
 
     train_splits = tuple(v for v in a.train_splits.split(",") if v)
-    bad = [v for v in train_splits if v not in ("train", "val", "test")] or (["val"] if "val" in train_splits else [])
-    if bad or not train_splits:
+    if not train_splits or any(v not in ("train", "test") for v in train_splits):
         raise InputError(a.splits, f"--train-splits must name train and/or test, not {a.train_splits!r} "
                          "(val is the validation split)")
     dl = build_training_set(a.structures, a.splits, a.output, [float(v) for v in a.resolutions.split(",")],

@@ -115,10 +115,10 @@ def grid_ceiling(truth: Map, mask: np.ndarray, voxel_size_a: float) -> dict:
     t3 = to_three_class(truth.data)
     extent = (np.asarray(truth.shape_xyz) - 1) * np.asarray(truth.voxel_size_a)
     shape = np.floor(extent / voxel_size_a + 1e-6).astype(int) + 2
+    sig = [0.5 * voxel_size_a / v for v in truth.voxel_size_a[::-1]]
     probs = []
     for c in range(3):
         ind = (t3 == c).astype(np.float32)
-        sig = [0.5 * voxel_size_a / v for v in truth.voxel_size_a[::-1]]
         if voxel_size_a > max(truth.voxel_size_a) + 1e-6:
             ind = gaussian_filter(ind, sig, mode="nearest")
         coarse = resample_to_grid(truth.with_data(ind), truth.origin_a, voxel_size_a, shape, order=1,

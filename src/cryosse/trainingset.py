@@ -41,9 +41,12 @@ def build_training_set(structures_tsv: str | os.PathLike, splits_tsv: str | os.P
         split_of.setdefault(row["entry"], row["split"])
     wanted = set(train_splits) | set(val_splits)
     entries = [e for e in load_structures(structures_tsv) if split_of.get(e.entry) in wanted]
-    datalist: dict = {"training": [], "validation": [], "description": (
-        "whole-entry simulated maps on the working grid, resolutions " + ", ".join(f"{r:g}" for r in resolutions_a)
-        + f"; training: {'+'.join(train_splits)} split, validation: {'+'.join(val_splits)} split")}
+    description = "whole-entry simulated maps on the working grid, resolutions " + ", ".join(
+        f"{r:g}" for r in resolutions_a)
+    if (tuple(train_splits), tuple(val_splits)) != (("train",), ("val",)):
+        # only then: the default datalist (and so the data hash in model cards) stays as it was
+        description += f"; training: {'+'.join(train_splits)} split, validation: {'+'.join(val_splits)} split"
+    datalist: dict = {"training": [], "validation": [], "description": description}
     for k, e in enumerate(entries, 1):
         st = read_model(e.path)
         atoms = protein_atoms(st)
