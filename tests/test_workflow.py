@@ -84,14 +84,15 @@ def test_dry_run_bundled_model_seeds(tmp_path):
     cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
     real = tmp_path / "real"
     real.mkdir()
-    for seeds, ensemble in (([0, 3], True), ([5], False)):
-        cfg["bundle"] = dict(cfg["bundle"], seeds=seeds)
+    for seeds, ensemble, splits in (([0, 3], True, ["train"]), ([5], False, ["train", "test"])):
+        cfg["bundle"] = dict(cfg["bundle"], seeds=seeds, train_splits=splits)
         cfg["real_maps"] = str(real)
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
         r = snakemake("-n", "-p", "bundled_model", "--workflow-profile", str(ROOT / "workflow/profiles/default"),
                       cwd=tmp_path)
         out = r.stdout + r.stderr
         assert r.returncode == 0, out
+        assert f"--train-splits {','.join(splits)} " in out
         for seed in seeds:
             assert f"results/bundle/model/seed{seed}/checkpoint.pt" in out and f"--seed {seed} " in out
         assert ("results/bundle/model/ensemble.pt" in out) == ensemble
@@ -100,6 +101,10 @@ def test_dry_run_bundled_model_seeds(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     r = snakemake("-n", "bundled_model", cwd=tmp_path)
     assert r.returncode != 0 and "seeds" in r.stdout + r.stderr
+    cfg["bundle"] = dict(cfg["bundle"], seeds=[0], train_splits=["train", "val"])  # val never trains
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake("-n", "bundled_model", cwd=tmp_path)
+    assert r.returncode != 0 and "train_splits" in r.stdout + r.stderr
 
 
 def test_predict_maps_runs(tmp_path):
