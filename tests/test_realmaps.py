@@ -59,10 +59,11 @@ def test_real_maps_diagnosis_table(shared_data, tmp_path):
     from cryosse.realmaps import CASES, format_real_table, score_real_maps
 
     cases = [c for c in CASES if c.name == "emd_2566_chain9"]
-    s = score_real_maps(BUNDLED_CHECKPOINT, shared_data, tmp_path, cases=cases, figures=False, diagnose=True)
+    s = score_real_maps(BUNDLED_CHECKPOINT, shared_data, tmp_path, cases=cases, diagnose=True)
     d = s["cases"][0]["diagnosis"]
     assert 0 < d["clean_simulation"]["helix"] <= 1
     assert d["grid_ceiling"]["helix"] > max(s["cases"][0]["voxel"]["helix"]["f1"], 0.85)
     table = format_real_table(s)
     assert "clean simulation" in table and "grid ceiling" in table
     assert "clean simulation" in (tmp_path / "real_maps.md").read_text()
+    assert (tmp_path / "diagnosis.png").stat().st_size > 5000

@@ -198,6 +198,8 @@ def score_real_maps(checkpoint: str | os.PathLike, data_dir: str | os.PathLike |
     if out_dir:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        if diagnose and figures:
+            _diagnosis_figure(summary, out / "diagnosis.png")
         write_json(out / "real_maps.json", summary)
         write_text(out / "real_maps.md", format_real_table(summary) + "\n")
     return summary
@@ -250,6 +252,29 @@ def format_real_table(summary: dict) -> str:
         lines.append(f"| **mean** | {hs(mv, True)} | {hs(d['clean_simulation'], True)} | "
                      f"{hs(d['grid_ceiling'], True)} |")
     return "\n".join(lines)
+
+
+def _diagnosis_figure(summary: dict, png: Path) -> None:
+    """Per map and class: F1 on the real map, on the clean simulation, and the grid ceiling."""
+    from .io import pyplot, write_png
+
+    plt = pyplot()
+    cases = summary["cases"]
+    bars = (("real map", lambda r, c: r["voxel"][c]["f1"], "tab:gray"),
+            ("clean simulation", lambda r, c: r["diagnosis"]["clean_simulation"][c], "tab:green"),
+            ("grid ceiling", lambda r, c: r["diagnosis"]["grid_ceiling"][c], "tab:olive"))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    x = np.arange(len(cases))
+    for ax, cls in zip(axes, ("helix", "sheet")):
+        for k, (label, get, color) in enumerate(bars):
+            ys = [get(r, cls) if (cls == "helix" or r["has_sheet"]) else np.nan for r in cases]
+            ax.bar(x + (k - 1) * 0.27, ys, 0.27, label=label, color=color)
+        ax.set_xticks(x, [r["case"].replace("_", " ") for r in cases], rotation=20, fontsize=8)
+        ax.set(ylim=(0, 1.15), yticks=np.linspace(0, 1, 6), title=f"{cls} voxel F1")
+    axes[0].set_ylabel("voxel F1")
+    axes[0].legend(fontsize=8, loc="upper center", ncol=3)
+    fig.tight_layout()
+    write_png(fig, png)
 
 
 def _figure(name: str, m: Map, truth: Map, mask: np.ndarray, pred, png: Path) -> None:
