@@ -187,13 +187,11 @@ def score_real_maps(checkpoint: str | os.PathLike, data_dir: str | os.PathLike |
         if out_dir and figures:
             _figure(case.name, *arrays, Path(out_dir) / f"{case.name}.png")
         rows.append(r)
-    helix = [r["voxel"]["helix"]["f1"] for r in rows]
-    sheet = [r["voxel"]["sheet"]["f1"] for r in rows if r["has_sheet"]]
     summary = {"checkpoint": str(checkpoint), "data_dir": str(data_dir), "tta": tta,
-               "mean_voxel_f1": {"helix": _mean(helix), "sheet": _mean(sheet)},
-               "mean_residue_f1": {"helix": _mean(r["residue"]["helix"]["f1"] for r in rows),
-                                   "sheet": _mean(r["residue"]["sheet"]["f1"] for r in rows if r["has_sheet"])},
-               **({"diagnosis": _mean_diagnosis(rows)} if diagnose else {}),
+               "mean_voxel_f1": _class_means(rows, lambda r, c: r["voxel"][c]["f1"]),
+               "mean_residue_f1": _class_means(rows, lambda r, c: r["residue"][c]["f1"]),
+               **({"diagnosis": {key: _class_means(rows, lambda r, c, key=key: r["diagnosis"][key][c])
+                                 for key in ("clean_simulation", "grid_ceiling")}} if diagnose else {}),
                "cases": rows, "model_card": {k: card.get(k) for k in ("preset", "loss", "steps", "recipe")}}
     if out_dir:
         out = Path(out_dir)
@@ -205,18 +203,13 @@ def score_real_maps(checkpoint: str | os.PathLike, data_dir: str | os.PathLike |
     return summary
 
 
-def _mean(values) -> float:
-    """Mean of ``values``, NaN (without a warning) when there are none."""
-    values = list(values)
-    return float(np.mean(values)) if values else float("nan")
-
-
-def _mean_diagnosis(rows: list[dict]) -> dict:
-    """Means over cases (sheet over the cases that score it) of each diagnosis."""
+def _class_means(rows: list[dict], value) -> dict:
+    """Mean of ``value(row, class)`` over the cases: helix over all of them, sheet over those
+    that score it (NaN, without a warning, when none does)."""
     out = {}
-    for key in ("clean_simulation", "grid_ceiling"):
-        out[key] = {"helix": _mean(r["diagnosis"][key]["helix"] for r in rows),
-                    "sheet": _mean(r["diagnosis"][key]["sheet"] for r in rows if r["has_sheet"])}
+    for cls in ("helix", "sheet"):
+        vals = [value(r, cls) for r in rows if cls == "helix" or r["has_sheet"]]
+        out[cls] = float(np.mean(vals)) if vals else float("nan")
     return out
 
 
