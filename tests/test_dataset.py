@@ -122,6 +122,95 @@ def test_training_set_splits(structures_dir, tmp_path):
     assert not (tmp_path / "ts3").exists()
 
 
+def test_training_set_extra_structures(structures_dir, tmp_path):
+    """Extra structures train only, and an extra entry homologous (by the independent aligner) to
+    a chain of a split that is not trained on is left out and reported."""
+    import json
+    import shutil
+
+    from cryosse.cli import main
+
+    rows = [("1a8o", "A", "train"), ("1ahsa", "A", "val"), ("2cvia", "A", "test")]
+    for e, _, _ in rows:
+        shutil.copy(structures_dir / f"{e}.pdb.gz", tmp_path)
+    head = "entry\tfile\tchains\tpdb_id\n"
+    (tmp_path / "structures.tsv").write_text(head + "".join(f"{e}\t{e}.pdb.gz\t{c}\t{e[:4].upper()}\n"
+                                                            for e, c, _ in rows))
+    splits = tmp_path / "splits.tsv"
+    splits.write_text("id\tentry\tchain\tsplit\n" + "".join(f"{e}_{c}\t{e}\t{c}\t{s}\n" for e, c, s in rows))
+    extra_dir = tmp_path / "extra"
+    extra_dir.mkdir()
+    extra_root = structures_dir.parent / "structures_extra"
+    # a real extra entry (Ran-NTF2), a copy of the val entry and a copy of the test entry
+    shutil.copy(extra_root / "1a2k.pdb.gz", extra_dir)
+    shutil.copy(structures_dir / "1ahsa.pdb.gz", extra_dir / "xval.pdb.gz")
+    shutil.copy(structures_dir / "2cvia.pdb.gz", extra_dir / "xtest.pdb.gz")
+    extra = extra_dir / "structures.tsv"
+    extra.write_text(head + "1a2k\t1a2k.pdb.gz\tA,B\t1A2K\nxval\txval.pdb.gz\tA\t-\nxtest\txtest.pdb.gz\tA\t-\n")
+    for seq_a, seq_b in ((chain_sequence(read_model(extra_root / "1a2k.pdb.gz"), c),
+                          chain_sequence(read_model(structures_dir / f"{e}.pdb.gz"), "A"))
+                         for c in ("A", "B") for e in ("1ahsa", "2cvia")):
+        assert independent_identity(seq_a, seq_b) < 0.30  # 1A2K is no homologue of the held-out entries
+
+    def build(out, *more):
+        assert main(["training-set", "--structures", str(tmp_path / "structures.tsv"), "--splits", str(splits),
+                     "--resolutions", "8", "--extra-structures", str(extra), "-o", str(out), *more]) == 0
+        return json.loads((out / "datalist.json").read_text())
+
+    dl = build(tmp_path / "ts")
+    assert [i["id"] for i in dl["training"]] == ["1a8o_r8", "1a2k_r8"]
+    assert [i["id"] for i in dl["validation"]] == ["1ahsa_r8"]
+    assert {(x["entry"], x["held_out"]) for x in dl["extra_excluded"]} == {("xval", "1ahsa_A"), ("xtest", "2cvia_A")}
+    assert all(x["identity"] >= 0.99 for x in dl["extra_excluded"])
+    # training on the test entries too: only the val copy is a homologue of a held-out chain
+    dl2 = build(tmp_path / "ts2", "--train-splits", "train,test")
+    assert [i["id"] for i in dl2["training"]] == ["1a8o_r8", "2cvia_r8", "1a2k_r8", "xtest_r8"]
+    assert [x["entry"] for x in dl2["extra_excluded"]] == ["xval"]
+    # an extra entry id that is already an embedded entry is refused, and nothing is written
+    extra.write_text(head + "1a8o\t1a2k.pdb.gz\tA\t-\n")
+    assert main(["training-set", "--structures", str(tmp_path / "structures.tsv"), "--splits", str(splits),
+                 "--extra-structures", str(extra), "-o", str(tmp_path / "ts3")]) == 2
+    assert not (tmp_path / "ts3").exists()
+
+
+def test_extra_structures_table(structures_dir):
+    """The extra training structures: provenance on every row, ids disjoint from the embedded
+    default, chains and residue counts as recorded, and a bounded size."""
+    from cryosse.trainingset import protein_chains
+
+    root = structures_dir.parent / "structures_extra"
+    rows = read_tsv(root / "structures.tsv")
+    assert len(rows) >= 60 and all(r["source_package"] and r["source_path"] for r in rows)
+    extra = load_structures(root / "structures.tsv")
+    embedded = load_structures(structures_dir / "structures.tsv")
+    assert not {e.entry for e in extra} & {e.entry for e in embedded}
+    assert not {e.pdb_id for e in extra} & {e.pdb_id for e in embedded}
+    for r, e in zip(rows[:10], extra[:10]):
+        st = read_model(e.path)
+        counts = {c: sum(1 for res in st[0][c] if res.find_atom("CA", "*")) for c, _ in protein_chains(st)}
+        assert list(counts) == r["chains"].split(",")
+        assert [str(v) for v in counts.values()] == r["residues"].split(",")
+    assert sum(p.stat().st_size for p in root.glob("*.pdb.gz")) < 8e6
+
+
+def test_extra_structures_are_no_homologues_of_the_real_maps(structures_dir, shared_data):
+    """The extra training structures share no protein (>= 30 % identity, independent aligner) with
+    the fitted models of the real maps that judge the bundled model (among them actin, which the
+    PRODIGY set holds as 1ATN and which was therefore not vendored)."""
+    from cryosse.realmaps import CASES
+    from cryosse.trainingset import protein_chains
+
+    judged = []
+    for m in sorted({c.model for c in CASES}):
+        judged += [(m, q) for _, q in protein_chains(read_model(shared_data / m))]
+    assert len(judged) >= 3
+    extra = load_structures(structures_dir.parent / "structures_extra" / "structures.tsv")
+    assert len(extra) >= 60
+    worst = max((independent_identity(q, r), e.entry, m) for e in extra
+                for _, q in protein_chains(read_model(e.path)) for m, r in judged)
+    assert worst[0] < 0.30, worst
+
+
 def test_kfold_has_no_leakage(embedded_chains):
     """Folds of the train+val chains: whole clusters, deterministic, stratified, and no pair of
     chains in different folds is >= 30 % identical by the independent aligner."""

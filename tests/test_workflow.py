@@ -29,6 +29,8 @@ def snakemake(*args, cwd: Path, timeout: int = 900) -> subprocess.CompletedProce
 def _default_config(dest: Path) -> None:
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     cfg["structures"] = str(ROOT / cfg["structures"])
+    if cfg["bundle"].get("extra_structures"):
+        cfg["bundle"]["extra_structures"] = str(ROOT / cfg["bundle"]["extra_structures"])
     (dest / "config.yaml").write_text(yaml.safe_dump(cfg))
 
 
@@ -84,8 +86,9 @@ def test_dry_run_bundled_model_seeds(tmp_path):
     cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
     real = tmp_path / "real"
     real.mkdir()
-    for seeds, ensemble, splits in (([0, 3], True, ["train"]), ([5], False, ["train", "test"])):
-        cfg["bundle"] = dict(cfg["bundle"], seeds=seeds, train_splits=splits)
+    extra_table = str(ROOT / "src/cryosse/data/structures_extra/structures.tsv")
+    for seeds, ensemble, splits, extra in (([0, 3], True, ["train"], extra_table), ([5], False, ["train", "test"], "")):
+        cfg["bundle"] = dict(cfg["bundle"], seeds=seeds, train_splits=splits, extra_structures=extra)
         cfg["real_maps"] = str(real)
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
         r = snakemake("-n", "-p", "bundled_model", "--workflow-profile", str(ROOT / "workflow/profiles/default"),
@@ -93,6 +96,7 @@ def test_dry_run_bundled_model_seeds(tmp_path):
         out = r.stdout + r.stderr
         assert r.returncode == 0, out
         assert f"--train-splits {','.join(splits)} " in out
+        assert (f"--extra-structures {extra_table} --max-identity 0.3 " in out) == bool(extra)
         for seed in seeds:
             assert f"results/bundle/model/seed{seed}/checkpoint.pt" in out and f"--seed {seed} " in out
         assert ("results/bundle/model/ensemble.pt" in out) == ensemble
@@ -101,7 +105,13 @@ def test_dry_run_bundled_model_seeds(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     r = snakemake("-n", "bundled_model", cwd=tmp_path)
     assert r.returncode != 0 and "seeds" in r.stdout + r.stderr
-    cfg["bundle"] = dict(cfg["bundle"], seeds=[0], train_splits=["train", "val"])  # val never trains
+    bad = tmp_path / "extra.tsv"
+    bad.write_text("entry\tfile\tchains\n../x\tx.pdb\tA\n")
+    cfg["bundle"] = dict(cfg["bundle"], seeds=[0], extra_structures=str(bad))  # checked before any job runs
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake("-n", "bundled_model", cwd=tmp_path)
+    assert r.returncode != 0 and "extra.tsv" in r.stdout + r.stderr and "invalid entry id" in r.stdout + r.stderr
+    cfg["bundle"] = dict(cfg["bundle"], seeds=[0], extra_structures="", train_splits=["train", "val"])  # val never trains
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     r = snakemake("-n", "bundled_model", cwd=tmp_path)
     assert r.returncode != 0 and "train_splits" in r.stdout + r.stderr

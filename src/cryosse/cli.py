@@ -363,9 +363,13 @@ def cmd_training_set(a) -> None:
         raise InputError(a.splits, f"--train-splits must name train and/or test, not {a.train_splits!r} "
                          "(val is the validation split)")
     dl = build_training_set(a.structures, a.splits, a.output, [float(v) for v in a.resolutions.split(",")],
-                            a.voxel_size, a.radius, train_splits=train_splits)
+                            a.voxel_size, a.radius, train_splits=train_splits,
+                            extra_structures_tsv=a.extra_structures or None, max_identity=a.max_identity)
     _say(f"{a.output}/datalist.json: {len(dl['training'])} training and {len(dl['validation'])} "
          f"validation maps")
+    for x in dl.get("extra_excluded", []):
+        _say(f"extra entry {x['entry']} left out: chain {x['chain']} is {x['identity']:.0%} identical "
+             f"to held-out chain {x['held_out']}")
 
 
 def cmd_export_model(a) -> None:
@@ -730,6 +734,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--train-splits", default="train",
                    help="comma-separated splits to train on: train (default), or train,test for a model "
                    "judged elsewhere (the bundled model); val is always the validation split")
+    s.add_argument("--extra-structures", default="",
+                   help="a second structures table of training-only entries; each is left out if a chain is "
+                   "--max-identity or more identical to a chain of a split not trained on")
+    s.add_argument("--max-identity", type=float, default=0.30,
+                   help="sequence identity that makes an extra entry a homologue of a held-out chain (default 0.30)")
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.set_defaults(func=cmd_training_set)
 

@@ -5,6 +5,11 @@ all its protein chains (neighbours included, not masked) is simulated at several
 directly on the working grid, and labelled there by the same nearest-heavy-atom rule as the
 data contract. On-the-fly realism (:mod:`cryosse.realism`) in the trainer then turns these
 clean maps into native-looking ones. The test split is left out, so it stays a held-out set.
+
+Extra structures (a second table, training only) widen the training set without touching the
+embedded default's splits: an extra entry is used only if none of its protein chains reaches
+``max_identity`` sequence identity with a chain of a split it is not trained with (validation,
+and test unless the test entries are trained on too), so the leakage rule still holds.
 """
 from __future__ import annotations
 
@@ -13,25 +18,64 @@ import sys
 from pathlib import Path
 
 from .density import simulate_density
+from .dataset import chain_sequence, sequence_identity
+from .errors import InputError
 from .io import protein_atoms, read_model, read_tsv, write_json, write_map
 from .labels import atom_classes, label_voxels
 from .sse import assign_sse
 from .workflow import load_structures
 
-__all__ = ["build_training_set"]
+__all__ = ["build_training_set", "screen_extra_entries", "protein_chains"]
+
+#: Chains shorter than this (residues with a CA) are not compared (peptides align spuriously).
+MIN_SCREEN_RESIDUES = 30
+
+
+def protein_chains(structure) -> list[tuple[str, str]]:
+    """(chain, sequence) of the first model's chains with at least :data:`MIN_SCREEN_RESIDUES`
+    residues that have a CA atom."""
+    return [(ch.name, chain_sequence(structure, ch.name)) for ch in structure[0]
+            if sum(1 for r in ch if r.find_atom("CA", "*")) >= MIN_SCREEN_RESIDUES]
+
+
+def screen_extra_entries(entries, held_out: list[tuple[str, str]], max_identity: float = 0.30):
+    """Split extra ``entries`` into (kept, excluded). ``held_out`` is a list of (chain id,
+    sequence) that training must not see homologues of; an entry is excluded when any of its
+    protein chains of at least :data:`MIN_SCREEN_RESIDUES` residues is ``max_identity`` or more
+    identical to one of them. ``excluded`` holds (entry, chain, held-out chain, identity)."""
+    kept, excluded = [], []
+    for e in entries:
+        hit = None
+        for chain, seq in protein_chains(read_model(e.path)):
+            for name, other in held_out:
+                ident = sequence_identity(seq, other)
+                if ident >= max_identity:
+                    hit = (e.entry, chain, name, round(ident, 3))
+                    break
+            if hit:
+                break
+        (excluded if hit else kept).append(hit or e)
+    return kept, excluded
+
 
 
 def build_training_set(structures_tsv: str | os.PathLike, splits_tsv: str | os.PathLike,
                        out_dir: str | os.PathLike, resolutions_a: list[float],
                        voxel_size_a: float = 2.0, radius_a: float = 3.0,
                        train_splits: tuple[str, ...] = ("train",),
-                       val_splits: tuple[str, ...] = ("val",)) -> dict:
+                       val_splits: tuple[str, ...] = ("val",),
+                       extra_structures_tsv: str | os.PathLike | None = None,
+                       max_identity: float = 0.30) -> dict:
     """Write ``{entry}_r{res}/density.mrc`` and ``labels.mrc`` for every entry of
     ``train_splits`` and ``val_splits`` and every resolution, and ``datalist.json`` (training:
     the entries of ``train_splits``, validation: those of ``val_splits``).
 
     The bundled model is judged on real maps, not on the test split, so its recipe may train on
-    ``("train", "test")``; validation stays on its own split, which shares no cluster with them."""
+    ``("train", "test")``; validation stays on its own split, which shares no cluster with them.
+
+    ``extra_structures_tsv``: a second structures table whose entries are training only, after
+    :func:`screen_extra_entries` against every chain of the splits not trained on; the entries
+    it drops are listed in the datalist's ``extra_excluded``."""
     overlap = set(train_splits) & set(val_splits)
     if overlap:
         raise ValueError(f"splits {sorted(overlap)} cannot be both training and validation")
@@ -40,13 +84,37 @@ def build_training_set(structures_tsv: str | os.PathLike, splits_tsv: str | os.P
     for row in read_tsv(splits_tsv):
         split_of.setdefault(row["entry"], row["split"])
     wanted = set(train_splits) | set(val_splits)
-    entries = [e for e in load_structures(structures_tsv) if split_of.get(e.entry) in wanted]
+    table = load_structures(structures_tsv)
+    entries = [e for e in table if split_of.get(e.entry) in wanted]
+    excluded: list = []
+    n_extra = 0
+    if extra_structures_tsv:
+        held_out = []  # every protein chain of every entry in a split not trained on (whole-entry maps)
+        for e in table:
+            if e.entry in split_of and split_of[e.entry] not in train_splits:
+                held_out += [(f"{e.entry}_{c}", q) for c, q in protein_chains(read_model(e.path))]
+        if not held_out:
+            raise InputError(splits_tsv, "no held-out entries to screen the extra structures against")
+        extra = load_structures(extra_structures_tsv)
+        clash = sorted({e.entry for e in extra} & set(split_of))
+        if clash:
+            raise InputError(extra_structures_tsv, f"entry ids already in the splits: {', '.join(clash)}")
+        kept, excluded = screen_extra_entries(extra, held_out, max_identity)
+        for e in kept:
+            split_of[e.entry] = train_splits[0]
+        entries += kept
+        n_extra = len(kept)
     description = "whole-entry simulated maps on the working grid, resolutions " + ", ".join(
         f"{r:g}" for r in resolutions_a)
     if (tuple(train_splits), tuple(val_splits)) != (("train",), ("val",)):
         # only then: the default datalist (and so the data hash in model cards) stays as it was
         description += f"; training: {'+'.join(train_splits)} split, validation: {'+'.join(val_splits)} split"
+    if extra_structures_tsv:
+        description += f"; plus {n_extra} extra training entries ({Path(extra_structures_tsv).parent.name})"
     datalist: dict = {"training": [], "validation": [], "description": description}
+    if extra_structures_tsv:
+        datalist["extra_excluded"] = [{"entry": a, "chain": b, "held_out": c, "identity": d}
+                                      for a, b, c, d in excluded]
     for k, e in enumerate(entries, 1):
         st = read_model(e.path)
         atoms = protein_atoms(st)

@@ -5,11 +5,12 @@
 
 rule training_set:
     input:
-        table=config["structures"],
-        splits="results/dataset/splits.tsv",
+        unpack(training_set_input),
     output:
         "results/bundle/data/datalist.json",
     params:
+        extra=lambda wc, input: f"--extra-structures {input.extra} --max-identity {config['split']['max_identity']}"
+        if "extra" in input.keys() else "",
         resolutions=",".join(str(r) for r in BUNDLE["resolutions_a"]),
         voxel=BUNDLE["voxel_size_a"],
         radius=config["labels"]["radius_a"],
@@ -21,7 +22,7 @@ rule training_set:
     shell:
         "cryosse training-set --structures {input.table} --splits {input.splits} "
         "--resolutions {params.resolutions} --voxel-size {params.voxel} --radius {params.radius} "
-        "--train-splits {params.train_splits} -o results/bundle/data 2> {log}"
+        "--train-splits {params.train_splits} {params.extra} -o results/bundle/data 2> {log}"
 
 
 rule bundle_train:

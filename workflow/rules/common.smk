@@ -136,6 +136,17 @@ def test_evaluations(wildcards):
 
 
 BUNDLE = config["bundle"]
+# validated now (one-line error naming the table); its entries only ever train the bundled model
+BUNDLE_EXTRA = load_structures(BUNDLE["extra_structures"]) if BUNDLE["extra_structures"] else []
+if BUNDLE_EXTRA and not config["structures"]:
+    raise ValueError("bundle.extra_structures needs the structures table: its splits decide what the extra entries are screened against")
+
+
+def training_set_input(wildcards):
+    inputs = {"table": config["structures"], "splits": "results/dataset/splits.tsv"}
+    if BUNDLE_EXTRA:
+        inputs["extra"] = BUNDLE["extra_structures"]
+    return inputs
 
 
 def have_real_maps():
