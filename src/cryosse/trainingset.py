@@ -17,8 +17,8 @@ import os
 import sys
 from pathlib import Path
 
-from .density import simulate_density
 from .dataset import chain_sequence, sequence_identity
+from .density import simulate_density
 from .errors import InputError
 from .io import protein_atoms, read_model, read_tsv, write_json, write_map
 from .labels import atom_classes, label_voxels
@@ -56,7 +56,6 @@ def screen_extra_entries(entries, held_out: list[tuple[str, str]], max_identity:
                 break
         (excluded if hit else kept).append(hit or e)
     return kept, excluded
-
 
 
 def build_training_set(structures_tsv: str | os.PathLike, splits_tsv: str | os.PathLike,
