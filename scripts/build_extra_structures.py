@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from cryosse.dataset import sequence_identity  # noqa: E402
 from cryosse.io import read_model, read_tsv  # noqa: E402
 from cryosse.realmaps import CASES  # noqa: E402
-from cryosse.trainingset import protein_chains  # noqa: E402
+from cryosse.trainingset import ca_residues, protein_chains  # noqa: E402
 
 OUT = ROOT / "src" / "cryosse" / "data" / "structures_extra"
 SDIST_TOP = "prodigy_prot-2.4.0"
@@ -77,8 +77,9 @@ def main(argv=None) -> int:
         tmp = a.output / f".{entry}.pdb"
         tmp.write_bytes(content)
         try:
-            chains = protein_chains(read_model(tmp))
-            residues = [sum(1 for r in read_model(tmp)[0][c] if r.find_atom("CA", "*")) for c, _ in chains]
+            st = read_model(tmp)
+            chains = protein_chains(st)
+            residues = [ca_residues(st[0][c]) for c, _ in chains]
         finally:
             tmp.unlink()
         hit = next(((c, n, ident) for c, q in chains for n, r in judged + held

@@ -31,11 +31,16 @@ __all__ = ["build_training_set", "screen_extra_entries", "protein_chains"]
 MIN_SCREEN_RESIDUES = 30
 
 
+def ca_residues(chain) -> int:
+    """Residues of a chain that have a CA atom."""
+    return sum(1 for r in chain if r.find_atom("CA", "*"))
+
+
 def protein_chains(structure) -> list[tuple[str, str]]:
     """(chain, sequence) of the first model's chains with at least :data:`MIN_SCREEN_RESIDUES`
     residues that have a CA atom."""
     return [(ch.name, chain_sequence(structure, ch.name)) for ch in structure[0]
-            if sum(1 for r in ch if r.find_atom("CA", "*")) >= MIN_SCREEN_RESIDUES]
+            if ca_residues(ch) >= MIN_SCREEN_RESIDUES]
 
 
 def screen_extra_entries(entries, held_out: list[tuple[str, str]], max_identity: float = 0.30):
