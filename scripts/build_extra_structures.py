@@ -32,10 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from cryosse.dataset import sequence_identity  # noqa: E402
 from cryosse.io import read_model, read_tsv  # noqa: E402
 from cryosse.realmaps import CASES  # noqa: E402
-from cryosse.trainingset import ca_residues, protein_chains  # noqa: E402
+from cryosse.trainingset import ca_residues, first_homologue, protein_chains  # noqa: E402
 
 OUT = ROOT / "src" / "cryosse" / "data" / "structures_extra"
 SDIST_TOP = "prodigy_prot-2.4.0"
@@ -82,8 +81,7 @@ def main(argv=None) -> int:
             residues = [ca_residues(st[0][c]) for c, _ in chains]
         finally:
             tmp.unlink()
-        hit = next(((c, n, ident) for c, q in chains for n, r in judged + held
-                    if (ident := sequence_identity(q, r)) >= a.max_identity), None)
+        hit = first_homologue(chains, judged + held, a.max_identity)
         if pdb_id in embedded or hit:
             why = "already embedded" if pdb_id in embedded else f"chain {hit[0]} {hit[2]:.0%} identical to {hit[1]}"
             print(f"{pdb_id}: left out ({why})", file=sys.stderr)

@@ -25,7 +25,7 @@ from .labels import atom_classes, label_voxels
 from .sse import assign_sse
 from .workflow import load_structures
 
-__all__ = ["build_training_set", "screen_extra_entries", "protein_chains"]
+__all__ = ["build_training_set", "screen_extra_entries", "first_homologue", "protein_chains", "ca_residues"]
 
 #: Chains shorter than this (residues with a CA) are not compared (peptides align spuriously).
 MIN_SCREEN_RESIDUES = 30
@@ -43,6 +43,18 @@ def protein_chains(structure) -> list[tuple[str, str]]:
             if ca_residues(ch) >= MIN_SCREEN_RESIDUES]
 
 
+def first_homologue(chains: list[tuple[str, str]], held_out: list[tuple[str, str]],
+                    max_identity: float = 0.30) -> tuple[str, str, float] | None:
+    """The first (chain, held-out chain, identity) among ``chains`` (chain, sequence) whose
+    identity to a held-out (name, sequence) is ``max_identity`` or more; None when there is none."""
+    for chain, seq in chains:
+        for name, other in held_out:
+            ident = sequence_identity(seq, other)
+            if ident >= max_identity:
+                return chain, name, ident
+    return None
+
+
 def screen_extra_entries(entries, held_out: list[tuple[str, str]], max_identity: float = 0.30):
     """Split extra ``entries`` into (kept, excluded). ``held_out`` is a list of (chain id,
     sequence) that training must not see homologues of; an entry is excluded when any of its
@@ -50,16 +62,11 @@ def screen_extra_entries(entries, held_out: list[tuple[str, str]], max_identity:
     identical to one of them. ``excluded`` holds (entry, chain, held-out chain, identity)."""
     kept, excluded = [], []
     for e in entries:
-        hit = None
-        for chain, seq in protein_chains(read_model(e.path)):
-            for name, other in held_out:
-                ident = sequence_identity(seq, other)
-                if ident >= max_identity:
-                    hit = (e.entry, chain, name, round(ident, 3))
-                    break
-            if hit:
-                break
-        (excluded if hit else kept).append(hit or e)
+        hit = first_homologue(protein_chains(read_model(e.path)), held_out, max_identity)
+        if hit:
+            excluded.append((e.entry, hit[0], hit[1], round(hit[2], 3)))
+        else:
+            kept.append(e)
     return kept, excluded
 
 
