@@ -70,9 +70,10 @@ def _barrier(ready: Path | None, name: str, n: int, timeout: float = 120.0) -> N
 
 
 def steps_per_s(datalist: str, cfg, n_warm: int = 10, n_timed: int = 40, *,
-                ready: Path | None = None, name: str = "", n_runs: int = 1) -> float:
+                ready: Path | None = None, name: str = "", n_runs: int = 1) -> tuple[float, float]:
     """Training steps per second of ``cfg`` at full realism strength (sampling included),
-    timed after all ``n_runs`` runs are ready (see :func:`_barrier`)."""
+    timed after all ``n_runs`` runs are ready (see :func:`_barrier`), and the seconds that
+    loading the whole datalist will take (extrapolated from the first 40 samples)."""
     import random
 
     import torch
@@ -84,8 +85,10 @@ def steps_per_s(datalist: str, cfg, n_warm: int = 10, n_timed: int = 40, *,
 
     dl = load_datalist(datalist)
     items = dl["training"][:40]
+    t_load = time.time()
     samples = [load_sample(it["id"], it["image"], it["label"], cfg.voxel_size_a, cfg.norm,
                            keep_raw=cfg.realism) for it in items]
+    load_s = (time.time() - t_load) / len(items) * (len(dl["training"]) + len(dl.get("validation", [])))
     net = build_network(dict(PRESETS[cfg.preset], n_classes=3)).to(cfg.device)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
     loss_fn = make_loss(cfg.loss, weights=tuple(cfg.loss_weights))
@@ -103,7 +106,7 @@ def steps_per_s(datalist: str, cfg, n_warm: int = 10, n_timed: int = 40, *,
         train_step(net, opt, loss_fn, x.to(cfg.device), y.to(cfg.device), autocast)
     if cuda:
         torch.cuda.synchronize()
-    return n_timed / (time.time() - t0)
+    return n_timed / (time.time() - t0), load_s
 
 
 def worker(name: str, kw: dict, datalist: str, out: Path, deadline: float, device: str,
@@ -115,12 +118,13 @@ def worker(name: str, kw: dict, datalist: str, out: Path, deadline: float, devic
 
     torch.set_num_threads(1)
     t_start = time.time()
-    rate = steps_per_s(datalist, _config(kw, 1000, device, 0), ready=out / ".ready", name=name,
-                       n_runs=n_runs)
-    left = deadline - time.time()
+    rate, load_s = steps_per_s(datalist, _config(kw, 1000, device, 0), ready=out / ".ready", name=name,
+                               n_runs=n_runs)
+    left = deadline - time.time() - load_s
     steps = max(100, int(rate * left * safety) // 100 * 100)
     cfg = _config(kw, steps, device, minutes=max(left - 15, 30) / 60)
-    print(f"{name}: {rate:.1f} steps/s -> {steps} steps in {left:.0f} s", flush=True)
+    print(f"{name}: {rate:.1f} steps/s -> {steps} steps in {left:.0f} s (after ~{load_s:.0f} s loading)",
+          flush=True)
     card = train(datalist, out / name, cfg, resume=False)
     gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu"
     info = {"name": name, "steps_per_s": round(rate, 2), "steps": steps, "steps_run": card["steps_run"],
