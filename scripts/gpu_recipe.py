@@ -14,7 +14,9 @@ the run's timing in its card; checkpoints, cards and metrics are packed into a f
         --device cpu --runs runs.json          # a rehearsal on the CPU
 
 ``runs.json`` is a list of ``{"name": ..., "config": {TrainConfig fields}}``; fields not given
-are the bundle recipe's (``config.yaml``, ``bundle:``, over the schema's defaults). A run may
+are the bundle recipe's (``config.yaml``, ``bundle:``, over the schema's defaults). A run whose
+config gives ``steps`` trains exactly that many, with no time limit (to repeat a recorded run:
+``docs/gpu_runs/bundled_model.json`` repeats the shipped model's two members). A run may
 name its own ``"datalist"`` (a training set on another working grid, say); the others use
 ``--datalist``.
 """
@@ -118,11 +120,16 @@ def worker(name: str, kw: dict, datalist: str, out: Path, deadline: float, devic
 
     torch.set_num_threads(1)
     t_start = time.time()
+    kw = dict(kw)
+    fixed = kw.pop("steps", None)
     rate, load_s = steps_per_s(datalist, _config(kw, 1000, device, 0), ready=out / ".ready", name=name,
                                n_runs=n_runs)
     left = deadline - time.time() - load_s
-    steps = max(100, int(rate * left * safety) // 100 * 100)
-    cfg = _config(kw, steps, device, minutes=max(left - 15, 30) / 60)
+    if fixed:  # a run that repeats a recorded one: its steps, no time limit
+        steps, cfg = int(fixed), _config(kw, int(fixed), device, minutes=0)
+    else:
+        steps = max(100, int(rate * left * safety) // 100 * 100)
+        cfg = _config(kw, steps, device, minutes=max(left - 15, 30) / 60)
     print(f"{name}: {rate:.1f} steps/s -> {steps} steps in {left:.0f} s (after ~{load_s:.0f} s loading)",
           flush=True)
     card = train(datalist, out / name, cfg, resume=False)
@@ -193,9 +200,10 @@ def main(argv: list[str] | None = None) -> None:
              "--safety", str(a.safety)],
             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     hard = deadline + a.grace_s
+    fixed = {r["name"] for r in runs if (r.get("config") or {}).get("steps")}
     for name, p in procs.items():
         try:
-            p.wait(timeout=max(hard - time.time(), 1))
+            p.wait(timeout=None if name in fixed else max(hard - time.time(), 1))
         except subprocess.TimeoutExpired:
             p.kill()
             print(f"{name}: killed after the budget", flush=True)
