@@ -3,11 +3,16 @@ was made; on the real maps (when ../shared is present) it reproduces the scores 
 records and beats the trivial "everything is helix" / "everything is sheet" references."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
 from cryosse.predict import BUNDLED_CHECKPOINT
 from cryosse.train.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_bundled_checkpoint_loads_and_has_provenance():
@@ -24,6 +29,17 @@ def test_bundled_checkpoint_loads_and_has_provenance():
         assert card["arch"]["type"] == "ensemble"
         assert [m["seed"] for m in card["members"]] == seeds
         assert all(m["train_config"]["realism"] and m["metrics"]["val_helix_f1"] > 0 for m in card["members"])
+    run = card["recipe"].get("run")
+    if run is not None:  # the recipe run somewhere else than the target (longer, on a GPU): said per member
+        members = card["members"] if card["arch"]["type"] == "ensemble" else [card]
+        for m in members:
+            assert m["gpu_run"]["device_name"] in run["where"] and m["gpu_run"]["steps_per_s"] > 0
+            assert m["train_config"]["steps"] == run["steps"][str(m["seed"])]
+            settings = ("preset", "loss", "norm", "realism", "patch", "batch", "lr", "voxel_size_a")
+            assert {k: m["train_config"][k] for k in settings} == {k: card["recipe"]["bundle"][k] for k in settings}
+        assert run["why"] and run["data"] and run["runs_file"]
+        repeat = json.loads((ROOT / "docs/gpu_runs/bundled_model.json").read_text())  # what repeats it
+        assert {str(r["config"]["seed"]): r["config"]["steps"] for r in repeat} == run["steps"]
     n_params = sum(p.numel() for p in net.parameters())
     assert BUNDLED_CHECKPOINT.stat().st_size < 2.2 * n_params + 1e6  # float16: 2 bytes per weight
     assert next(net.parameters()).dtype == torch.float32
