@@ -59,12 +59,13 @@ def screen_extra_entries(entries, held_out: list[tuple[str, str]], max_identity:
     """Split extra ``entries`` into (kept, excluded). ``held_out`` is a list of (chain id,
     sequence) that training must not see homologues of; an entry is excluded when any of its
     protein chains of at least :data:`MIN_SCREEN_RESIDUES` residues is ``max_identity`` or more
-    identical to one of them. ``excluded`` holds (entry, chain, held-out chain, identity)."""
+    identical to one of them. ``excluded`` holds one record per entry left out, as the datalist
+    lists it: ``{"entry", "chain", "held_out", "identity"}``."""
     kept, excluded = [], []
     for e in entries:
         hit = first_homologue(protein_chains(read_model(e.path)), held_out, max_identity)
         if hit:
-            excluded.append((e.entry, hit[0], hit[1], round(hit[2], 3)))
+            excluded.append({"entry": e.entry, "chain": hit[0], "held_out": hit[1], "identity": round(hit[2], 3)})
         else:
             kept.append(e)
     return kept, excluded
@@ -124,8 +125,7 @@ def build_training_set(structures_tsv: str | os.PathLike, splits_tsv: str | os.P
         description += f"; plus {n_extra} extra training entries ({Path(extra_structures_tsv).parent.name})"
     datalist: dict = {"training": [], "validation": [], "description": description}
     if extra_structures_tsv:
-        datalist["extra_excluded"] = [{"entry": a, "chain": b, "held_out": c, "identity": d}
-                                      for a, b, c, d in excluded]
+        datalist["extra_excluded"] = excluded
     for k, e in enumerate(entries, 1):
         st = read_model(e.path)
         atoms = protein_atoms(st)
