@@ -206,3 +206,40 @@ def test_realism_ramp():
 
     cfg = TrainConfig(steps=100, realism_ramp=(0.2, 0.6))
     assert [realism_strength(s, cfg) for s in (0, 20, 40, 60, 100)] == pytest.approx([0, 0, 0.5, 1, 1])
+
+
+@pytest.mark.parametrize("fractions", [(0.0, 0.0), (0.5, 0.25)])
+def test_patch_sampler_draws_centres_with_the_oversampling_fractions(fractions):
+    """Class-aware sampling: with helix/sheet fractions (h, s) a centre lies on a helix voxel
+    with probability h + (1 - h - s) x (the helix voxel fraction), likewise sheet; (0, 0) is
+    uniform. One helix voxel and 20 sheet voxels in 16³: uniform draws almost never hit them."""
+    from cryosse.train.data import Sample
+    from cryosse.train.loop import PatchSampler, TrainConfig
+
+    y = np.zeros((16, 16, 16), np.uint8)
+    y[3, 4, 5] = 1
+    y[8, 8, 2:12] = 2
+    y[9, 8, 2:12] = 2
+    s = Sample("t", np.zeros(y.shape, np.float32), y, 0.0, y, 2.0)
+    h, sh = fractions
+    cfg = TrainConfig(oversample={"helix": h, "sheet": sh}, realism=False)
+    sampler = PatchSampler([s], cfg, random.Random(0))
+    n = 4000
+    hits = np.zeros(3)
+    for _ in range(n):
+        _, c = sampler.centre()
+        hits[y[tuple(c)]] += 1
+    rest = 1 - h - sh
+    exp_h, exp_s = h + rest * 1 / y.size, sh + rest * 20 / y.size
+    for got, exp in ((hits[1] / n, exp_h), (hits[2] / n, exp_s)):
+        assert abs(got - exp) < 4 * np.sqrt(exp * (1 - exp) / n) + 2e-3, (fractions, hits / n)
+
+
+def test_oversample_option_is_checked():
+    from cryosse.cli import _oversample
+
+    assert _oversample("0,0") == {"helix": 0.0, "sheet": 0.0}
+    assert _oversample("0.4,0.2") == {"helix": 0.4, "sheet": 0.2}
+    for bad in ("0.5", "a,b", "0.7,0.6", "-0.1,0.2"):
+        with pytest.raises(InputError, match="--oversample"):
+            _oversample(bad)

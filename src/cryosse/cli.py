@@ -339,7 +339,19 @@ def _train_config(a):
                        focal_alpha=tuple(float(v) for v in a.focal_alpha.split(",")) if a.focal_alpha else None,
                        loss_weights=tuple(float(v) for v in a.loss_weights.split(",")),
                        device=a.device, amp=not a.no_amp, norm=a.norm, realism=a.realism,
-                       realism_ramp=tuple(float(v) for v in a.realism_ramp.split(",")))
+                       realism_ramp=tuple(float(v) for v in a.realism_ramp.split(",")),
+                       oversample=_oversample(a.oversample))
+
+
+def _oversample(text: str) -> dict:
+    """``--oversample H,S``: the fractions of patch centres drawn on helix and on sheet voxels."""
+    try:
+        h, s = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError("--oversample", f"expected two fractions HELIX,SHEET, got {text!r}") from None
+    if not (0 <= h <= 1 and 0 <= s <= 1 and h + s <= 1):
+        raise InputError("--oversample", f"fractions must lie in [0, 1] and sum to at most 1, got {text!r}")
+    return {"helix": h, "sheet": s}
 
 
 def cmd_train(a) -> None:
@@ -721,6 +733,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "sharpening, background, masks, thresholds; see cryosse.realism)")
     s.add_argument("--realism-ramp", default="0.2,0.5",
                    help="fractions of the steps where realism starts and reaches full strength")
+    s.add_argument("--oversample", default="0.33,0.33",
+                   help="class-aware sampling: fractions of patch centres on helix and on sheet voxels "
+                   "(default 0.33,0.33; 0,0 draws every centre uniformly)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("training-set", help="simulate whole-entry training maps on the working grid",
