@@ -64,6 +64,42 @@ def test_real_maps_diagnosis_table(shared_data, tmp_path):
     assert 0 < d["clean_simulation"]["helix"] <= 1
     assert d["grid_ceiling"]["helix"] > max(s["cases"][0]["voxel"]["helix"]["f1"], 0.85)
     table = format_real_table(s)
-    assert "clean simulation" in table and "grid ceiling" in table
+    assert d["trace_oracle"]["helix"] > max(s["cases"][0]["voxel"]["helix"]["f1"], 0.75)
+    assert "clean simulation" in table and "Cα-trace oracle" in table and "grid ceiling" in table
     assert "clean simulation" in (tmp_path / "real_maps.md").read_text()
     assert (tmp_path / "diagnosis.png").stat().st_size > 5000
+
+
+def test_trace_oracle_is_exact_for_a_trace_only_truth_and_below_one_with_side_chains(structures_dir):
+    """Under the label rule, the truth of a Cα-only model IS the nearest-Cα labelling at 3 Å,
+    so the oracle must reach F1 1 on it; with every heavy atom in the truth it must not."""
+    from cryosse.io import protein_atoms, read_model
+    from cryosse.labels import atom_classes, label_voxels, within
+    from cryosse.realmaps import trace_oracle
+    from cryosse.sse import assign_sse
+
+    st = read_model(structures_dir / "2fvva.pdb.gz")  # 135 residues: 32 helix, 49 strand
+    sse = assign_sse(st)
+    atoms = protein_atoms(st)
+    lo, hi = atoms.xyz.min(0) - 6, atoms.xyz.max(0) + 6
+    shape = tuple(int(v) for v in np.ceil(hi - lo).astype(int)[::-1])
+    grid = Map(np.zeros(shape, np.float32), (1.0, 1.0, 1.0), tuple(lo))
+    mask = within(grid, atoms.xyz, 6.0)
+    full = label_voxels(grid, atoms, atom_classes(atoms, sse))
+
+    trace = st.clone()
+    for ch in trace[0]:
+        for res in ch:
+            for i in range(len(res) - 1, -1, -1):
+                if res[i].name != "CA":
+                    del res[i]
+    ca = protein_atoms(trace)
+    ca_truth = label_voxels(grid, ca, atom_classes(ca, sse))
+    exact = trace_oracle(grid, st, sse, ca_truth, mask)
+    assert exact["helix"] == pytest.approx(1.0) and exact["sheet"] == pytest.approx(1.0)
+    assert exact["radius_a"] == {"helix": 3.0, "sheet": 3.0}
+
+    o = trace_oracle(grid, st, sse, full, mask)
+    assert 0.6 < o["helix"] < 0.97 and 0.5 < o["sheet"] < 0.97, o
+    # side chains reach past 3 Å of their Cα: the best radius is larger than the label's 3 Å
+    assert o["radius_a"]["helix"] > 3.0
