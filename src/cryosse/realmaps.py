@@ -143,7 +143,6 @@ def trace_oracle(m: Map, structure, sse, truth: Map, mask: np.ndarray,
     perfectly placed, perfectly classified trace: what the label rule's side chains cost.
     Returns ``{"helix", "sheet", "radius_a": {"helix", "sheet"}}``."""
     from .labels import atom_classes, label_voxels
-    from .io import protein_atoms
     from .train.metrics import confusion, prf_from_confusion, to_three_class
 
     trace = structure.clone()
@@ -154,13 +153,13 @@ def trace_oracle(m: Map, structure, sse, truth: Map, mask: np.ndarray,
                     del res[i]
     ca = protein_atoms(trace)
     if not len(ca.xyz):
-        raise InputError("model", "no CA atoms for the trace oracle")
+        raise InputError(structure.name or "model", "no CA atoms for the trace oracle")
     classes = atom_classes(ca, sse)
     t3 = to_three_class(truth.data)
     best = {"helix": (-1.0, None), "sheet": (-1.0, None)}
     for r in radii_a:
         lab = to_three_class(label_voxels(m, ca, classes, radius_a=float(r)).data)
-        f = prf_from_confusion(confusion(lab.astype(np.uint8), t3, mask))
+        f = prf_from_confusion(confusion(lab, t3, mask))
         for cls in best:
             if f[cls]["f1"] > best[cls][0]:
                 best[cls] = (f[cls]["f1"], float(r))
