@@ -34,10 +34,10 @@ def setup(checkpoint: str | None = None):
     import numpy as np
     import torch
 
-    from cryosse.train.network import PRESETS, build_network
+    from cryosse.net.network import PRESETS, build_network
 
     if checkpoint:
-        from cryosse.train.checkpoint import load_checkpoint
+        from cryosse.net.checkpoint import load_checkpoint
 
         net, card, _ = load_checkpoint(checkpoint)
         return np, torch, net, card
@@ -58,7 +58,7 @@ def make_map(shape):
 
 
 def cryosse_run(m, net, card, tile=None, overlap=0.5):
-    from cryosse.predict import PredictConfig, plan_memory, predict_map
+    from cryosse.inference import PredictConfig, plan_memory, predict_map
 
     cfg = PredictConfig(device="cpu", overlap=overlap, tile=tile or 0)
     plan = plan_memory(m.data.shape, m.voxel_size_a, card, net, cfg)
@@ -90,7 +90,7 @@ def _monai(x, net):
 def working_tensor(m, card):
     import torch
 
-    from cryosse.train.data import prepare_density
+    from cryosse.net.inputs import prepare_density
 
     _, x, _ = prepare_density(m, card["voxel_size_a"])
     return torch.from_numpy(x)[None, None]
@@ -138,7 +138,7 @@ def main() -> None:
     if a.child:
         print(json.dumps(child(*a.child, a.checkpoint)))
         return
-    from cryosse.predict import cpu_threads
+    from cryosse.inference import cpu_threads
 
     np, torch, net, card = setup(a.checkpoint)
     results = {}

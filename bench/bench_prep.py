@@ -27,11 +27,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from cryosse.components import ComponentConfig, make_component  # noqa: E402
-from cryosse.density import simulate_density  # noqa: E402
+from cryosse.prep.components import ComponentConfig, make_component  # noqa: E402
+from cryosse.prep.density import simulate_density  # noqa: E402
 from cryosse.io import protein_atoms, read_model, write_json, write_map  # noqa: E402
-from cryosse.labels import atom_classes, label_voxels  # noqa: E402
-from cryosse.sse import SSEConfig, _assign_blocked, _backbone, assign_sse  # noqa: E402
+from cryosse.prep.labels import atom_classes, label_voxels  # noqa: E402
+from cryosse.prep.sse import SSEConfig, _assign_blocked, _backbone, assign_sse  # noqa: E402
 
 STRUCTURES = ROOT / "src/cryosse/data/structures"
 OUT = ROOT / "bench/results/prep.json"

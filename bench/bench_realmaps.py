@@ -1,10 +1,10 @@
 """Accuracy of a checkpoint (default: the bundled model) on the real experimental maps with
-fitted models in ../shared/data: voxel and residue F1 for helix and sheet within 6 Å of the
+fitted models of bench/real_maps.yaml: voxel and residue F1 for helix and sheet within 6 Å of the
 model, against the issue's targets (mean voxel F1 helix >= 0.75, sheet >= 0.45), and the
 trivial "everything is helix" reference measured in the same run. Writes
 bench/results/real_maps.json and .md and a slice figure per map.
 
-    python bench/bench_realmaps.py [--checkpoint CKPT] [--data ../shared/data] [--tta]
+    python bench/bench_realmaps.py [--checkpoint CKPT] [--cases bench/real_maps.yaml] [--data DIR] [--tta]
 """
 from __future__ import annotations
 
@@ -18,20 +18,22 @@ TARGETS = {"helix": 0.75, "sheet": 0.45}
 
 
 def main() -> int:
-    from cryosse.predict import BUNDLED_CHECKPOINT
-    from cryosse.realmaps import default_data_dir, format_real_table, score_real_maps
+    from cryosse.inference import BUNDLED_CHECKPOINT
+    from cryosse.evaluate.realmaps import format_real_table, read_cases, score_real_maps
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=str(BUNDLED_CHECKPOINT))
-    ap.add_argument("--data", default=None)
+    ap.add_argument("--cases", default=str(HERE / "real_maps.yaml"), help="the real-map cases (YAML)")
+    ap.add_argument("--data", default=None, help="folder of the real maps (default: the case file's data:)")
     ap.add_argument("--tta", action="store_true")
     a = ap.parse_args()
-    data = Path(a.data) if a.data else default_data_dir()
+    cases, data_from_file = read_cases(a.cases)
+    data = Path(a.data) if a.data else data_from_file
     if data is None or not data.is_dir():
-        print("real maps not found (../shared/data or $CRYOSSE_REAL_DATA): skipped")
+        print(f"real maps not found ({data}): skipped")
         return 0
     out = HERE / "results" / "real_maps"
-    s = score_real_maps(a.checkpoint, data, out, tta=a.tta)
+    s = score_real_maps(a.checkpoint, cases, data, out, tta=a.tta)
     print(format_real_table(s))
     met = {c: s["mean_voxel_f1"][c] >= t for c, t in TARGETS.items()}
     print("targets (mean voxel F1): " + ", ".join(

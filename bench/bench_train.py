@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def build(kind: str):
-    from cryosse.train.network import PRESETS, build_network
+    from cryosse.net.network import PRESETS, build_network
 
     if kind in PRESETS:
         return build_network(dict(PRESETS[kind], n_classes=3))

@@ -149,7 +149,7 @@ def main() -> None:
 
         # per-job start-up: what each Slurm job pays before its command runs
         first = table.read_text().splitlines()[1].split("\t")[0]
-        startup = [snakemake(work, "-n", f"results/sse/{first}.tsv")[0] for _ in range(2)]
+        startup = [snakemake(work, "-n", f"results/entries/{first}/sse.tsv")[0] for _ in range(2)]
         results["job_startup_s"] = round(min(startup), 2)
 
         # per-entry data preparation, real run on embedded entries
@@ -157,8 +157,8 @@ def main() -> None:
         prep.mkdir()
         (prep / "config.yaml").write_text(yaml.safe_dump({"structures": str(EMBEDDED),
                                                           "entries": PREP_ENTRIES}))
-        targets = [f"results/labels/{e}.mrc" for e in PREP_ENTRIES] + \
-                  [f"results/components/{e}_A" for e in PREP_ENTRIES]
+        targets = [f"results/entries/{e}/labels.mrc" for e in PREP_ENTRIES] + \
+                  [f"results/components/{e}" for e in PREP_ENTRIES]
         cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         prep_s, _ = snakemake(prep, "--cores", "2", *targets)
         cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -167,7 +167,7 @@ def main() -> None:
                            "cpu_s_per_entry": round(cpu / len(PREP_ENTRIES), 1)}
 
     # split: all-against-all sequence identity, cost per pair
-    from cryosse.dataset import sequence_identity
+    from cryosse.prep.split import sequence_identity
     rng = random.Random(0)
     pairs = [tuple("".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(300)) for _ in "ab")
              for _ in range(40)]

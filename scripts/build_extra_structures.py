@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Rebuild ``src/cryosse/data/structures_extra`` (the bundled model's extra training entries).
+"""Rebuild ``resources/structures_extra`` (the bundled model's extra training entries).
 
 The entries are the PRODIGY binding-affinity benchmark as shipped in the PyPI sdist of
 ``prodigy-prot`` 2.4.0 (``tests/test_data/dataset.tgz``, folder ``PRODIGYdataset/``): crystal
@@ -9,7 +9,7 @@ An entry is left out when one of its protein chains (at least 30 residues with a
 ``--max-identity`` or more identical (cryosse's sequence identity) to
 
 * a chain of a fitted model of the real maps that judge the bundled model (``--real-maps``,
-  the cases of ``cryosse.realmaps``), so that no evaluated protein is trained on; or
+  the cases of ``bench/real_maps.yaml``), so that no evaluated protein is trained on; or
 * a chain of the embedded default's validation or test split (``--splits``, the workflow's
   ``results/dataset/splits.tsv``). ``cryosse training-set`` screens again at build time, so this
   only keeps useless files out of the repository.
@@ -33,10 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from cryosse.io import read_model, read_tsv  # noqa: E402
-from cryosse.realmaps import CASES  # noqa: E402
-from cryosse.trainingset import ca_residues, first_homologue, protein_chains  # noqa: E402
+from cryosse.evaluate.realmaps import read_cases  # noqa: E402
+from cryosse.prep.trainingset import ca_residues, first_homologue, protein_chains  # noqa: E402
 
-OUT = ROOT / "src" / "cryosse" / "data" / "structures_extra"
+OUT = ROOT / "resources" / "structures_extra"
 SDIST_TOP = "prodigy_prot-2.4.0"
 MEMBER = f"{SDIST_TOP}/tests/test_data/dataset.tgz"
 COLUMNS = ["entry", "file", "chains", "residues", "pdb_id", "source_package", "source_version", "source_path"]
@@ -59,13 +59,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sdist", required=True, type=Path, help="prodigy_prot-2.4.0.tar.gz")
     ap.add_argument("--real-maps", required=True, type=Path, help="the real maps' folder (../shared/data)")
+    ap.add_argument("--cases", type=Path, default=ROOT / "bench" / "real_maps.yaml", help="the real-map cases")
     ap.add_argument("--splits", required=True, type=Path, help="the embedded default's splits.tsv")
     ap.add_argument("--max-identity", type=float, default=0.30)
     ap.add_argument("-o", "--output", type=Path, default=OUT)
     a = ap.parse_args(argv)
 
     judged = []
-    for m in sorted({c.model for c in CASES}):
+    for m in sorted({c.model for c in read_cases(a.cases)[0]}):
         judged += [(m, q) for _, q in protein_chains(read_model(a.real_maps / m))]
     held = [(r["id"], r["sequence"]) for r in read_tsv(a.splits) if r["split"] in ("val", "test")]
     embedded = {r["pdb_id"] for r in read_tsv(ROOT / "src/cryosse/data/structures/structures.tsv")}

@@ -23,10 +23,10 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from cryosse.io import Map
-    from cryosse.predict import PredictConfig, plan_memory, predict_map
+    from cryosse.inference import PredictConfig, plan_memory, predict_map
     from cryosse.train.loop import train_step
     from cryosse.train.losses import make_loss
-    from cryosse.train.network import PRESETS, build_network
+    from cryosse.net.network import PRESETS, build_network
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")

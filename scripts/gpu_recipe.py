@@ -16,7 +16,7 @@ the run's timing in its card; checkpoints, cards and metrics are packed into a f
 ``runs.json`` is a list of ``{"name": ..., "config": {TrainConfig fields}}``; fields not given
 are the bundle recipe's (``config.yaml``, ``bundle:``, over the schema's defaults). A run whose
 config gives ``steps`` trains exactly that many, with no time limit (to repeat a recorded run:
-``docs/gpu_runs/bundled_model.json`` repeats the shipped model's two members). A run may
+``docs/notebook/gpu_runs/bundled_model.json`` repeats the shipped model's two members). A run may
 name its own ``"datalist"`` (a training set on another working grid, say); the others use
 ``--datalist``.
 """
@@ -81,9 +81,11 @@ def steps_per_s(datalist: str, cfg, n_warm: int = 10, n_timed: int = 40, *,
     import torch
 
     from cryosse.train.data import load_sample
-    from cryosse.train.loop import PatchSampler, load_datalist, train_step
+    from cryosse.prep.dataset import load_datalist
+    from cryosse.train.loop import train_step
+    from cryosse.train.sampler import PatchSampler
     from cryosse.train.losses import make_loss
-    from cryosse.train.network import PRESETS, build_network
+    from cryosse.net.network import PRESETS, build_network
 
     dl = load_datalist(datalist)
     items = dl["training"][:40]
@@ -115,7 +117,7 @@ def worker(name: str, kw: dict, datalist: str, out: Path, deadline: float, devic
            safety: float, n_runs: int = 1) -> dict:
     import torch
 
-    from cryosse.train.checkpoint import export_checkpoint
+    from cryosse.net.checkpoint import export_checkpoint
     from cryosse.train.loop import train
 
     torch.set_num_threads(1)

@@ -165,7 +165,7 @@ def simulated_map(path: Path, model: Path, resolution_a: float = 6.0, seed: int 
     """An "experimental-like" map of ``model``: simulated at ``resolution_a``, with noise,
     interpolated onto anisotropic voxels (1.3, 1.4, 1.2 Å) and stored with columns along y
     (mapc/mapr/maps = 2, 1, 3) and the placement in the ``origin`` field. Returns a contour."""
-    from cryosse.density import resample_to_grid, simulate_density
+    from cryosse.prep.density import resample_to_grid, simulate_density
     from cryosse.io import read_model
 
     sim = simulate_density(read_model(model), resolution_a, 1.0)

@@ -11,6 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 STRUCTURES = ROOT / "src" / "cryosse" / "data" / "structures"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+EXTRA_STRUCTURES = ROOT / "resources" / "structures_extra"
+REAL_CASES = ROOT / "bench" / "real_maps.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +27,20 @@ def mda_dssp_dir() -> Path:
     if spec is None:
         pytest.skip("MDAnalysisTests is not installed (pip install '.[test]')")
     return Path(spec.origin).parent / "data" / "dssp"
+
+
+@pytest.fixture(scope="session")
+def extra_structures_dir() -> Path:
+    """The bundle-only training structures (outside the package)."""
+    return EXTRA_STRUCTURES
+
+
+@pytest.fixture(scope="session")
+def real_cases():
+    """The real-map evaluation cases of the bundled model (bench/real_maps.yaml)."""
+    from cryosse.evaluate.realmaps import read_cases
+
+    return read_cases(REAL_CASES)[0]
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cryosse.predict import BUNDLED_CHECKPOINT
-from cryosse.train.checkpoint import load_checkpoint
+from cryosse.inference import BUNDLED_CHECKPOINT
+from cryosse.net.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def test_bundled_checkpoint_loads_and_has_provenance():
             settings = ("preset", "loss", "norm", "realism", "patch", "batch", "lr", "voxel_size_a")
             assert {k: m["train_config"][k] for k in settings} == {k: card["recipe"]["bundle"][k] for k in settings}
         assert run["why"] and run["data"] and run["runs_file"]
-        repeat = json.loads((ROOT / "docs/gpu_runs/bundled_model.json").read_text())  # what repeats it
+        repeat = json.loads((ROOT / "docs/notebook/gpu_runs/bundled_model.json").read_text())  # what repeats it
         assert {str(r["config"]["seed"]): r["config"]["steps"] for r in repeat} == run["steps"]
     n_params = sum(p.numel() for p in net.parameters())
     assert BUNDLED_CHECKPOINT.stat().st_size < 2.2 * n_params + 1e6  # float16: 2 bytes per weight
@@ -47,10 +47,10 @@ def test_bundled_checkpoint_loads_and_has_provenance():
 
 @pytest.mark.slow
 def test_bundled_model_on_real_maps(shared_data):
-    from cryosse.realmaps import score_real_maps
+    from cryosse.evaluate.realmaps import score_real_maps
 
     _, card, _ = load_checkpoint(BUNDLED_CHECKPOINT)
-    s = score_real_maps(BUNDLED_CHECKPOINT, shared_data, None)
+    s = score_real_maps(BUNDLED_CHECKPOINT, ROOT / "bench" / "real_maps.yaml", shared_data, None)
     recorded = card["real_maps"]["cases"]
     for r in s["cases"]:
         rec = recorded[r["case"]]

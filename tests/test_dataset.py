@@ -7,10 +7,10 @@ import pytest
 from Bio import Align
 from Bio.Align import substitution_matrices
 
-from cryosse.dataset import (ChainRecord, assign_splits, chain_sequence, cluster_chains,
-                             sequence_identity)
+from cryosse.prep.split import ChainRecord, assign_splits, chain_sequence, cluster_chains, sequence_identity
 from cryosse.io import read_model, read_tsv
-from cryosse.workflow import load_structures
+from cryosse.prep.structures import load_structures
+from conftest import EXTRA_STRUCTURES
 
 
 def independent_identity(a: str, b: str) -> float:
@@ -140,7 +140,7 @@ def test_training_set_extra_structures(structures_dir, tmp_path):
     splits.write_text("id\tentry\tchain\tsplit\n" + "".join(f"{e}_{c}\t{e}\t{c}\t{s}\n" for e, c, s in rows))
     extra_dir = tmp_path / "extra"
     extra_dir.mkdir()
-    extra_root = structures_dir.parent / "structures_extra"
+    extra_root = EXTRA_STRUCTURES
     # a real extra entry (Ran-NTF2), a copy of the val entry and a copy of the test entry
     shutil.copy(extra_root / "1a2k.pdb.gz", extra_dir)
     shutil.copy(structures_dir / "1ahsa.pdb.gz", extra_dir / "xval.pdb.gz")
@@ -176,9 +176,9 @@ def test_training_set_extra_structures(structures_dir, tmp_path):
 def test_extra_structures_table(structures_dir):
     """The extra training structures: provenance on every row, ids disjoint from the embedded
     default, chains and residue counts as recorded, and a bounded size."""
-    from cryosse.trainingset import protein_chains
+    from cryosse.prep.trainingset import protein_chains
 
-    root = structures_dir.parent / "structures_extra"
+    root = EXTRA_STRUCTURES
     rows = read_tsv(root / "structures.tsv")
     assert len(rows) >= 60 and all(r["source_package"] and r["source_path"] for r in rows)
     extra = load_structures(root / "structures.tsv")
@@ -193,18 +193,17 @@ def test_extra_structures_table(structures_dir):
     assert sum(p.stat().st_size for p in root.glob("*.pdb.gz")) < 8e6
 
 
-def test_extra_structures_are_no_homologues_of_the_real_maps(structures_dir, shared_data):
+def test_extra_structures_are_no_homologues_of_the_real_maps(extra_structures_dir, shared_data, real_cases):
     """The extra training structures share no protein (>= 30 % identity, independent aligner) with
     the fitted models of the real maps that judge the bundled model (among them actin, which the
     PRODIGY set holds as 1ATN and which was therefore not vendored)."""
-    from cryosse.realmaps import CASES
-    from cryosse.trainingset import protein_chains
+    from cryosse.prep.trainingset import protein_chains
 
     judged = []
-    for m in sorted({c.model for c in CASES}):
+    for m in sorted({c.model for c in real_cases}):
         judged += [(m, q) for _, q in protein_chains(read_model(shared_data / m))]
     assert len(judged) >= 3
-    extra = load_structures(structures_dir.parent / "structures_extra" / "structures.tsv")
+    extra = load_structures(extra_structures_dir / "structures.tsv")
     assert len(extra) >= 60
     worst = max((independent_identity(q, r), e.entry, m) for e in extra
                 for _, q in protein_chains(read_model(e.path)) for m, r in judged)
@@ -214,7 +213,7 @@ def test_extra_structures_are_no_homologues_of_the_real_maps(structures_dir, sha
 def test_kfold_has_no_leakage(embedded_chains):
     """Folds of the train+val chains: whole clusters, deterministic, stratified, and no pair of
     chains in different folds is >= 30 % identical by the independent aligner."""
-    from cryosse.dataset import assign_folds
+    from cryosse.prep.split import assign_folds
 
     clusters = cluster_chains(embedded_chains, 0.30)
     splits = assign_splits(embedded_chains, clusters, {"train": 0.7, "val": 0.15, "test": 0.15}, seed=0)
@@ -253,7 +252,7 @@ def test_empty_and_all_coil_chains_are_recorded_rejections(tmp_path, structures_
     meta = _crop(tmp_path, structures_dir, "Z")
     assert meta["status"] == "rejected" and "no protein residues in chain Z" in meta["reason"]
     from cryosse.io import read_model
-    from cryosse.sse import assign_sse
+    from cryosse.prep.sse import assign_sse
     res = assign_sse(read_model(structures_dir / "1a8o.pdb.gz"))
     coil = "chain\tseqnum\ticode\tresname\tdssp\tsse\n" + "".join(
         f"{r.chain}\t{r.seqnum}\t{r.icode}\t{r.resname}\t-\tother\n" for r in res)

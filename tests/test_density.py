@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import make_structure
-from cryosse.density import resample, resample_to_grid, sigma_for_resolution, simulate_density
+from cryosse.prep.density import resample, resample_to_grid, sigma_for_resolution, simulate_density
 from cryosse.io import Map, read_map, read_model, write_map
 
 ATOMS = [("ALA", "CA", "C", (3.3, -7.6, 12.1)), ("ALA", "CA", "C", (21.7, 5.2, -3.9)),

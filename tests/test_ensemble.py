@@ -14,8 +14,8 @@ import torch
 
 from cryosse.cli import main
 from cryosse.errors import InputError
-from cryosse.train.checkpoint import ensemble_checkpoints, export_checkpoint, load_checkpoint, save_checkpoint
-from cryosse.train.network import PRESETS, Ensemble, build_network
+from cryosse.net.checkpoint import ensemble_checkpoints, export_checkpoint, load_checkpoint, save_checkpoint
+from cryosse.net.network import PRESETS, Ensemble, build_network
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,7 +94,7 @@ def test_ensemble_cli_and_predict(tmp_path):
     card = json.loads((tmp_path / "e.json").read_text())
     assert card["weights_dtype"] == "float16" and len(card["members"]) == 2
     from cryosse.io import Map
-    from cryosse.predict import PredictConfig, predict_map
+    from cryosse.inference import PredictConfig, predict_map
 
     rng = np.random.default_rng(0)
     m = Map(rng.normal(size=(20, 24, 28)).astype(np.float32), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import mrcfile
 import numpy as np
@@ -12,8 +11,8 @@ import pytest
 
 from archive import STRUCTURES, simulated_map
 from cryosse.cli import main
-from cryosse.density import simulate_density
-from cryosse.experimental import QualityConfig, normalise, prepare_entry, prepare_map
+from cryosse.prep.density import simulate_density
+from cryosse.prep.experimental import QualityConfig, normalise_map as normalise, prepare_entry, prepare_map
 from cryosse.io import Map, read_map, read_model
 
 
@@ -34,7 +33,7 @@ def test_any_header_lands_on_the_uniform_grid(sim_entry):
     assert m.voxel_size_a == (1.0, 1.0, 1.0) and m.origin_a == pytest.approx(raw.origin_a)
     # the same model simulated directly on a 1 Å grid agrees where both are defined
     ref = simulate_density(read_model(sim_entry["model"]), 6.0, 1.0)
-    from cryosse.density import resample_to_grid
+    from cryosse.prep.density import resample_to_grid
 
     on_ref = resample_to_grid(m, ref.origin_a, 1.0, ref.shape_xyz, cval=np.nan)
     ok = np.isfinite(on_ref.data)

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from conftest import make_structure
-from cryosse.density import simulate_density
+from cryosse.prep.density import simulate_density
 from cryosse.io import Map, protein_atoms, read_model
-from cryosse.labels import atom_classes, label_voxels
-from cryosse.sse import assign_sse
+from cryosse.prep.labels import atom_classes, label_voxels
+from cryosse.prep.sse import assign_sse
 
 
 def brute_force(grid: Map, xyz: np.ndarray, atom_class: np.ndarray, atom_residue: np.ndarray,

@@ -10,7 +10,7 @@ import gemmi
 import pytest
 
 from cryosse.io import model_report, protein_atoms, read_model
-from cryosse.sse import assign_sse
+from cryosse.prep.sse import assign_sse
 
 
 @pytest.fixture(scope="module")

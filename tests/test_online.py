@@ -87,6 +87,6 @@ def test_online_workflow_equals_local_files(tmp_path):
     assert sorted(ids) == ["EMD-9001_A", "EMD-9002_A", "EMD-9004_A"]
     # the held-out experimental sample was predicted and evaluated on its own grid
     (test_id,) = [d["id"] for d in datalist["test"]]
-    ev = json.loads((run / f"results/evaluation/{test_id}.json").read_text())
+    ev = json.loads((run / f"results/predict/test/{test_id}/scores.json").read_text())
     assert ev["residues"]["n_residues"] > 40
     assert "| helix |" in (run / "results/report/report.md").read_text()

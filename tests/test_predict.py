@@ -16,9 +16,9 @@ import pytest
 from cryosse.errors import InputError
 from cryosse.evaluate import evaluate_maps
 from cryosse.io import Map, read_map, write_map
-from cryosse.predict import PredictConfig, predict_map, predict_to_dir
-from cryosse.train.checkpoint import save_checkpoint
-from cryosse.train.network import PRESETS, build_network
+from cryosse.inference import PredictConfig, predict_map, predict_to_dir
+from cryosse.net.checkpoint import save_checkpoint
+from cryosse.net.network import PRESETS, build_network
 
 
 @pytest.fixture
@@ -161,10 +161,10 @@ def test_back_interpolation_equals_map_coordinates(checkpoint):
     """The separable slab-wise interpolation equals scipy's trilinear map_coordinates."""
     import torch
 
-    from cryosse.density import resample_to_grid
-    from cryosse.train.data import prepare_density
-    from cryosse.train.infer import sliding_window_probs
-    from cryosse.train.checkpoint import load_checkpoint
+    from cryosse.prep.density import resample_to_grid
+    from cryosse.net.inputs import prepare_density
+    from cryosse.net.window import sliding_window_probs
+    from cryosse.net.checkpoint import load_checkpoint
 
     net, card, _ = load_checkpoint(checkpoint)
     rng = np.random.default_rng(3)
@@ -192,9 +192,9 @@ def test_contour_zeroes_density_below_it(tmp_path, checkpoint):
 
 
 def test_chain_zone_limits_prediction(tmp_path, checkpoint, structures_dir):
-    from cryosse.density import simulate_density
+    from cryosse.prep.density import simulate_density
     from cryosse.io import protein_atoms, read_model
-    from cryosse.labels import within
+    from cryosse.prep.labels import within
 
     st = read_model(structures_dir / "1a8o.pdb.gz")
     dens = simulate_density(st, 6.0, 1.0, padding_a=14.0)
@@ -240,7 +240,7 @@ def test_memory_budget_streams_or_refuses(tmp_path, checkpoint):
 
 
 def test_failed_prediction_leaves_previous_outputs_or_nothing(tmp_path, checkpoint, monkeypatch):
-    import cryosse.predict as predict
+    import cryosse.inference.outputs as predict
 
     rng = np.random.default_rng(6)
     write_map(Map(rng.normal(size=(20, 20, 20)).astype(np.float32), (1.0,) * 3), tmp_path / "m.mrc")
@@ -305,7 +305,7 @@ def test_evaluate_refuses_other_grid(tmp_path):
 def test_residue_votes_equal_brute_force(structures_dir):
     """Residue-level class = majority of predicted voxels within 3 Å of its heavy atoms."""
     from cryosse.io import protein_atoms, read_model
-    from cryosse.train.metrics import residue_votes
+    from cryosse.metrics import residue_votes
 
     st = read_model(structures_dir / "1a8o.pdb.gz")
     atoms = protein_atoms(st)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cryosse.density import simulate_density
+from cryosse.prep.density import simulate_density
 from cryosse.io import read_model
-from cryosse.realism import RealismConfig, degrade, local_normalise
+from cryosse.prep.realism import RealismConfig, degrade, local_normalise
 
 OFF = dict(blur_p=0, local_res_p=0, highpass_p=0, noise_p=0, background_p=0, mask_p=0, threshold_p=0,
            scale=(1.0, 1.0), offset_sd=0.0)
@@ -73,7 +73,7 @@ def test_local_normalise_ignores_contrast_and_offset(sim, rng):
 
 def test_lowpass_composes_like_simulation(structures_dir):
     """A 4 Å simulation low-passed to 8 Å equals an 8 Å simulation (Gaussians compose)."""
-    from cryosse.realmaps import lowpass
+    from cryosse.evaluate.zone import lowpass
 
     st = read_model(structures_dir / "1a8o.pdb.gz")
     hi = simulate_density(st, 4.0, 1.0, padding_a=24.0)
@@ -83,12 +83,12 @@ def test_lowpass_composes_like_simulation(structures_dir):
     assert c > 0.995
 
 
-def test_real_map_labels_line_up_with_density(shared_data):
+def test_real_map_labels_line_up_with_density(shared_data, real_cases):
     """On real maps the voxels labelled helix (from the fitted model) are denser than the
     scored zone's background: the truth sits on the density."""
-    from cryosse.realmaps import CASES, load_case
+    from cryosse.evaluate.zone import load_case
 
-    for case in CASES:
+    for case in real_cases:
         if case.name == "emd_0093":
             continue  # 220^3: covered by the benchmark
         m, st, sse, truth, mask = load_case(case, shared_data)

@@ -19,7 +19,7 @@ def _truth(shape=(48, 48, 48), voxel=1.0):
 
 
 def test_grid_ceiling_is_one_on_the_maps_own_grid_and_falls_with_coarser_grids():
-    from cryosse.realmaps import grid_ceiling
+    from cryosse.research.diagnostics import grid_ceiling
 
     truth = _truth()
     mask = np.ones(truth.data.shape, bool)
@@ -31,12 +31,13 @@ def test_grid_ceiling_is_one_on_the_maps_own_grid_and_falls_with_coarser_grids()
     assert four["sheet"] < two["sheet"] < 1.0 and four["sheet"] < 0.8
 
 
-def test_clean_simulation_sits_on_the_experimental_density(shared_data):
+def test_clean_simulation_sits_on_the_experimental_density(shared_data, real_cases):
     """The clean simulation of each small case's fitted model correlates with the map in the
     scored zone far better than the same model shifted by 5 Å (the data README's fit check)."""
-    from cryosse.realmaps import CASES, clean_simulation, load_case
+    from cryosse.evaluate.zone import load_case
+    from cryosse.research.diagnostics import clean_simulation
 
-    for case in CASES:
+    for case in real_cases:
         if case.name not in ("emd_2566_chain9", "emd_5168_monomer"):
             continue
         m, st, sse, truth, mask = load_case(case, shared_data)
@@ -52,14 +53,14 @@ def test_clean_simulation_sits_on_the_experimental_density(shared_data):
         assert fit > 0.45 and fit > ctl + 0.15, (case.name, fit, ctl)
 
 
-def test_real_maps_diagnosis_table(shared_data, tmp_path):
+def test_real_maps_diagnosis_table(shared_data, real_cases, tmp_path):
     """`diagnose` adds both diagnoses per case and to the table; the grid ceiling lies above
     what the bundled model reaches."""
-    from cryosse.predict import BUNDLED_CHECKPOINT
-    from cryosse.realmaps import CASES, format_real_table, score_real_maps
+    from cryosse.inference import BUNDLED_CHECKPOINT
+    from cryosse.evaluate.realmaps import format_real_table, score_real_maps
 
-    cases = [c for c in CASES if c.name == "emd_2566_chain9"]
-    s = score_real_maps(BUNDLED_CHECKPOINT, shared_data, tmp_path, cases=cases, diagnose=True)
+    cases = [c for c in real_cases if c.name == "emd_2566_chain9"]
+    s = score_real_maps(BUNDLED_CHECKPOINT, cases, shared_data, tmp_path, diagnose=True)
     d = s["cases"][0]["diagnosis"]
     assert 0 < d["clean_simulation"]["helix"] <= 1
     assert d["grid_ceiling"]["helix"] > max(s["cases"][0]["voxel"]["helix"]["f1"], 0.85)
@@ -76,9 +77,9 @@ def test_trace_oracle_is_exact_for_a_trace_only_truth_and_below_one_with_side_ch
     import gemmi
 
     from cryosse.io import protein_atoms, read_model
-    from cryosse.labels import atom_classes, label_voxels, within
-    from cryosse.realmaps import trace_oracle
-    from cryosse.sse import assign_sse
+    from cryosse.prep.labels import atom_classes, label_voxels, within
+    from cryosse.research.diagnostics import trace_oracle
+    from cryosse.prep.sse import assign_sse
 
     st = read_model(structures_dir / "2fvva.pdb.gz")  # 135 residues: 32 helix, 49 strand
     sse = assign_sse(st)

@@ -100,7 +100,7 @@ def slurm_dry_run(workdir: Path, *extra: str) -> tuple[dict[str, set[str]], list
     pytest.importorskip("snakemake_executor_plugin_slurm")
     tiny_config(workdir)
     r = subprocess.run(snakemake_cmd(workdir, "-n", "--executor", "slurm", "--workflow-profile",
-                                     str(PROFILE), "all", "results/evaluation/1a8o_A.json", *extra),
+                                     str(PROFILE), "all", "results/predict/test/1a8o_A/scores.json", *extra),
                        cwd=workdir, env=env_with(), capture_output=True, text=True, timeout=300)
     out = r.stdout + r.stderr
     assert r.returncode == 0, tail(out)
@@ -293,11 +293,12 @@ def test_slurm_run_matches_local_run(scenario):
         assert read_tsv(a / table) == read_tsv(b / table), table
     datalist = json.loads((a / "dataset/datalist.json").read_text())
     assert datalist == json.loads((b / "dataset/datalist.json").read_text())
-    maps = [f"maps/{e}.mrc" for e in TINY_ENTRIES] + [f"labels/{e}.mrc" for e in TINY_ENTRIES]
+    maps = [f"entries/{e}/map.mrc" for e in TINY_ENTRIES] + [f"entries/{e}/labels.mrc" for e in TINY_ENTRIES]
     for row in read_tsv(a / "dataset/manifest.tsv"):
-        maps += [f"components/{row['id']}/density.mrc", f"components/{row['id']}/labels.mrc"]
+        comp = f"components/{row['entry']}/{row['id']}"
+        maps += [f"{comp}/density.mrc", f"{comp}/labels.mrc"]
     for s in datalist["test"]:
-        maps += [f"predictions/{s['id']}/{n}.mrc" for n in ("helix_prob", "sheet_prob", "labels")]
+        maps += [f"predict/test/{s['id']}/{n}.mrc" for n in ("helix_prob", "sheet_prob", "labels")]
     for name in maps:
         x, y = read_map(a / name), read_map(b / name)
         assert x.data.shape == y.data.shape and x.data.dtype == y.data.dtype, name
@@ -349,8 +350,8 @@ def test_cancelled_job_rerun_keeps_finished_work(scenario):
     assert train[-1]["state"] == "COMPLETED", train
     # every file finished before the cancel (the training's own files aside) is untouched
     before = {k: v for k, v in scenario["after_first"].items() if not k.startswith("model/")}
-    assert {"dataset/manifest.tsv", "maps/1a8o.mrc", "labels/1a8o.mrc",
-            "components/1a8o_A/density.mrc"} <= before.keys()
+    assert {"dataset/manifest.tsv", "entries/1a8o/map.mrc", "entries/1a8o/labels.mrc",
+            "components/1a8o/1a8o_A/density.mrc"} <= before.keys()
     after = mtimes(scenario["slurm"] / "results")
     assert {k: after.get(k) for k in before} == before
     # and nothing of the data preparation was submitted again

@@ -9,7 +9,7 @@ import pytest
 
 from cryosse.errors import CryosseError
 from cryosse.io import read_model
-from cryosse.sse import (MkdsspError, SSEConfig, _assign_blocked, _backbone, assign_mkdssp,
+from cryosse.prep.sse import (MkdsspError, SSEConfig, _assign_blocked, _backbone, assign_mkdssp,
                          assign_sse, read_sse, sse_class_of, write_sse)
 
 needs_mkdssp = pytest.mark.skipif(shutil.which("mkdssp") is None,
@@ -105,10 +105,10 @@ def test_class_mapping_is_configurable(tmp_path):
     assert [sse_class_of(c, cfg.class_map) for c in "HGIEB"] == [1, 3, 3, 2, 3]
     with pytest.raises(ValueError):
         SSEConfig(engine="stride")
-    from cryosse.sse import ResidueSSE
+    from cryosse.prep.sse import ResidueSSE
     res = [ResidueSSE("A", 1, "", "ALA", "G"), ResidueSSE("A", 2, "", "ALA", "B")]
     write_sse(res, tmp_path / "s.tsv", cfg.class_map)
-    from cryosse.sse import residue_class
+    from cryosse.prep.sse import residue_class
     assert [residue_class(r) for r in read_sse(tmp_path / "s.tsv")] == [3, 3]  # the table's mapping
 
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from cryosse.errors import InputError
-from cryosse.train.checkpoint import check_compatible, load_checkpoint, save_checkpoint
-from cryosse.train.loop import _proper_rotation
+from cryosse.net.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from cryosse.train.sampler import _proper_rotation
 from cryosse.train.losses import LOSSES, make_loss
-from cryosse.train.network import PRESETS, build_network
+from cryosse.net.network import PRESETS, build_network
 
 
 def _tiny():
@@ -124,7 +124,7 @@ def test_losses_agree_with_monai():
 
 def _train_cmd(datalist, out, steps=40):
     import sys
-    return [sys.executable, "-m", "cryosse.cli", "train", "--datalist", str(datalist), "--out-dir", str(out),
+    return [sys.executable, "-m", "cryosse.cli", "train", "--datalist", str(datalist), "-o", str(out),
             "--steps", str(steps), "--batch", "2", "--val-every", "20", "--checkpoint-every", "5",
             "--threads", "1", "--seed", "7"]
 
@@ -184,8 +184,8 @@ def test_realism_training_records_norm_and_predicts_with_it(tiny_dataset, tmp_pa
     """A run with realism and local normalisation validates on clean and degraded copies,
     records the normalisation in the card, and prediction normalises the same way."""
     from cryosse.io import read_map
-    from cryosse.predict import PredictConfig, predict_map
-    from cryosse.train.checkpoint import load_checkpoint
+    from cryosse.inference import PredictConfig, predict_map
+    from cryosse.net.checkpoint import load_checkpoint
     from cryosse.train.loop import TrainConfig, train
 
     cfg = TrainConfig(steps=6, batch=2, val_every=3, patch=32, norm="local", realism=True,
@@ -202,7 +202,8 @@ def test_realism_training_records_norm_and_predicts_with_it(tiny_dataset, tmp_pa
 
 
 def test_realism_ramp():
-    from cryosse.train.loop import TrainConfig, realism_strength
+    from cryosse.train.loop import TrainConfig
+    from cryosse.train.sampler import realism_strength
 
     cfg = TrainConfig(steps=100, realism_ramp=(0.2, 0.6))
     assert [realism_strength(s, cfg) for s in (0, 20, 40, 60, 100)] == pytest.approx([0, 0, 0.5, 1, 1])
@@ -214,7 +215,8 @@ def test_patch_sampler_draws_centres_with_the_oversampling_fractions(fractions):
     with probability h + (1 - h - s) x (the helix voxel fraction), likewise sheet; (0, 0) is
     uniform. One helix voxel and 20 sheet voxels in 16³: uniform draws almost never hit them."""
     from cryosse.train.data import Sample
-    from cryosse.train.loop import PatchSampler, TrainConfig
+    from cryosse.train.loop import TrainConfig
+    from cryosse.train.sampler import PatchSampler
 
     y = np.zeros((16, 16, 16), np.uint8)
     y[3, 4, 5] = 1
@@ -236,7 +238,7 @@ def test_patch_sampler_draws_centres_with_the_oversampling_fractions(fractions):
 
 
 def test_oversample_option_is_checked():
-    from cryosse.cli import _oversample
+    from cryosse.cli.train import _oversample
 
     assert _oversample("0,0") == {"helix": 0.0, "sheet": 0.0}
     assert _oversample("0.4,0.2") == {"helix": 0.4, "sheet": 0.2}

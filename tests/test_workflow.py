@@ -31,6 +31,8 @@ def _default_config(dest: Path) -> None:
     cfg["structures"] = str(ROOT / cfg["structures"])
     if cfg["bundle"].get("extra_structures"):
         cfg["bundle"]["extra_structures"] = str(ROOT / cfg["bundle"]["extra_structures"])
+    if cfg.get("real_maps"):
+        cfg["real_maps"] = str(ROOT / cfg["real_maps"])
     (dest / "config.yaml").write_text(yaml.safe_dump(cfg))
 
 
@@ -66,10 +68,10 @@ def test_dry_run_with_configured_maps(tmp_path):
     r = snakemake("-n", "-p", "--workflow-profile", str(ROOT / "workflow/profiles/default"), cwd=tmp_path)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
-    for path in ("results/predict/emd_1/summary.json", "results/predict/other/view.cxc",
-                 "results/evaluate_map/emd_1/scores.json", "results/evaluate_map/emd_1/slices.png"):
+    for path in ("results/predict/maps/emd_1/summary.json", "results/predict/maps/other/view.cxc",
+                 "results/predict/maps/emd_1/scores.json", "results/predict/maps/emd_1/slices.png"):
         assert path in out, path
-    assert "results/evaluate_map/other" not in out
+    assert "results/predict/maps/other/scores.json" not in out
     assert "--model" in out and "--chain A" in out and "--contour 0.5" in out and "--png" in out
     profile = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
     assert profile["set-resources"]["predict"]["gpu"] == 1
@@ -86,17 +88,20 @@ def test_dry_run_bundled_model_seeds(tmp_path):
     cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
     real = tmp_path / "real"
     real.mkdir()
-    extra_table = str(ROOT / "src/cryosse/data/structures_extra/structures.tsv")
+    cases = tmp_path / "real_maps.yaml"  # a case file whose data folder exists
+    cases.write_text("data: real\ncases:\n  - {name: a, map: a.mrc, model: a.pdb, native_resolution_a: 6}\n")
+    extra_table = str(ROOT / "resources/structures_extra/structures.tsv")
     for seeds, ensemble, splits, extra in (([0, 3], True, ["train"], extra_table), ([5], False, ["train", "test"], "")):
         cfg["bundle"] = dict(cfg["bundle"], seeds=seeds, train_splits=splits, extra_structures=extra)
-        cfg["real_maps"] = str(real)
+        cfg["real_maps"] = str(cases)
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
         r = snakemake("-n", "-p", "bundled_model", "--workflow-profile", str(ROOT / "workflow/profiles/default"),
                       cwd=tmp_path)
         out = r.stdout + r.stderr
         assert r.returncode == 0, out
-        assert f"--train-splits {','.join(splits)} " in out
-        assert (f"--extra-structures {extra_table} --max-identity 0.3 " in out) == bool(extra)
+        # the stage's settings travel as one JSON file (results/config/training_set.json)
+        assert f'"train_splits": {json.dumps(splits)}' in out and '"max_identity": 0.3' in out
+        assert (f"--extra-structures {extra_table} " in out) == bool(extra)
         for seed in seeds:
             assert f"results/bundle/model/seed{seed}/checkpoint.pt" in out and f"--seed {seed} " in out
         assert ("results/bundle/model/ensemble.pt" in out) == ensemble
@@ -121,10 +126,10 @@ def test_predict_maps_runs(tmp_path):
     """snakemake predict_maps with a given checkpoint: prediction, truth labels, scores, slices."""
     import torch
 
-    from cryosse.density import simulate_density
+    from cryosse.prep.density import simulate_density
     from cryosse.io import read_model, write_map
-    from cryosse.train.checkpoint import save_checkpoint
-    from cryosse.train.network import PRESETS, build_network
+    from cryosse.net.checkpoint import save_checkpoint
+    from cryosse.net.network import PRESETS, build_network
 
     torch.manual_seed(0)
     arch = dict(PRESETS["small"], n_classes=3, preset="small")
@@ -141,10 +146,10 @@ def test_predict_maps_runs(tmp_path):
     r = snakemake("--cores", "2", "predict_maps", "--workflow-profile", str(ROOT / "workflow/profiles/default"),
                   cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    scores = json.loads((tmp_path / "results/evaluate_map/sim/scores.json").read_text())
+    scores = json.loads((tmp_path / "results/predict/maps/sim/scores.json").read_text())
     assert set(scores["classes"]) >= {"helix", "sheet", "other"} and scores["residues"]["n_residues"] > 40
-    assert (tmp_path / "results/evaluate_map/sim/slices.png").read_bytes()[:4] == b"\x89PNG"
-    summary = json.loads((tmp_path / "results/predict/sim/summary.json").read_text())
+    assert (tmp_path / "results/predict/maps/sim/slices.png").read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((tmp_path / "results/predict/maps/sim/summary.json").read_text())
     assert summary["zone_chains"] == ["A"] and summary["device"] in ("cpu", "cuda")
 
 
@@ -220,13 +225,13 @@ def test_end_to_end_tiny(tmp_path):
     for png in ("report/f1.png", "report/slice.png", "model/training_curve.png"):
         assert (res / png).read_bytes()[:4] == b"\x89PNG"
     test_id = datalist["test"][0]["id"]
-    pred = read_map(res / f"predictions/{test_id}/labels.mrc")
+    pred = read_map(res / f"predict/test/{test_id}/labels.mrc")
     truth = read_map(res / "dataset" / datalist["test"][0]["label"])
     assert pred.data.shape == truth.data.shape and np.allclose(pred.origin_a, truth.origin_a)
     # entry-level label maps sit on their simulated maps' grids
-    lab, dens = read_map(res / "labels/1a8o.mrc"), read_map(res / "maps/1a8o.mrc")
+    lab, dens = read_map(res / "entries/1a8o/labels.mrc"), read_map(res / "entries/1a8o/map.mrc")
     assert lab.data.shape == dens.data.shape and lab.origin_a == dens.origin_a
-    ev = json.loads((res / f"evaluation/{test_id}.json").read_text())
+    ev = json.loads((res / f"predict/test/{test_id}/scores.json").read_text())
     assert ev["residues"]["n_residues"] > 40 and "Residue level" in report
     # a second run has nothing to do
     r2 = snakemake("--cores", "2", "-n", cwd=tmp_path)

@@ -1,14 +1,16 @@
 """cryosse: secondary-structure segmentation data and models for medium-resolution cryo-EM maps.
 
-Stages, in the order data flows through them: :mod:`cryosse.io` (maps and models),
-:mod:`cryosse.fetch` (EMDB/PDB downloads), :mod:`cryosse.density` (simulate, resample,
-normalise), :mod:`cryosse.sse` (DSSP), :mod:`cryosse.labels`, :mod:`cryosse.experimental`
-(experimental maps: preparation and quality checks), :mod:`cryosse.components`, :mod:`cryosse.dataset`, :mod:`cryosse.train`,
-:mod:`cryosse.predict`, :mod:`cryosse.evaluate`; :mod:`cryosse.cli` is the command line.
+Stages, in the order data flows through them: :mod:`cryosse.fetch` (EMDB/PDB downloads),
+:mod:`cryosse.prep` (structures, density, experimental maps, DSSP, labels, components,
+splits, data set), :mod:`cryosse.net` (networks, checkpoints, sliding window),
+:mod:`cryosse.train`, :mod:`cryosse.inference` (predict any map), :mod:`cryosse.evaluate`;
+:mod:`cryosse.io` (maps, models, files), :mod:`cryosse.ids` and :mod:`cryosse.metrics` are
+shared; :mod:`cryosse.cli` is the command line and :mod:`cryosse.workflow` what the Snakefile
+calls.
 """
 __version__ = "0.1.0"
 
-#: Version of the tensor data contract (see README, "Data contract").
+#: Version of the tensor data contract (see docs/data_contract.md).
 DATA_CONTRACT_VERSION = "1.0"
 
 #: Label codes of the data contract.

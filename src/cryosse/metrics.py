@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import HELIX, SHEET
+from . import HELIX, SHEET
 
 __all__ = ["to_three_class", "confusion", "prf_from_confusion", "voxel_scores", "residue_votes",
            "residue_scores", "CLASS3"]

@@ -7,11 +7,11 @@ it to ``[z, y, x]``):
    training components) on the input grid, before anything else.
 2. Optional chain zone (``zone``, from :func:`chain_zone`): the map is cut to the chain's
    component box (atoms' bounding box + ``margin_a``, sides a multiple of ``multiple`` voxels,
-   as :mod:`cryosse.components` cuts training samples) and density farther than
+   as :mod:`cryosse.prep.components` cuts training samples) and density farther than
    ``zone_radius_a`` from the chain's heavy atoms is set to 0, as DeepSSETracer does.
 3. Resampled to the model's working voxel size and z-scored over the whole box
    (:func:`cryosse.train.data.prepare_density`, exactly as in training).
-4. Sliding windows with Gaussian blending (:func:`cryosse.train.infer.sliding_window_probs`),
+4. Sliding windows with Gaussian blending (:func:`cryosse.net.window.sliding_window_probs`),
    batched, on CUDA with fp16 autocast when available, else on the CPU in float32.
 5. Helix and sheet probabilities are interpolated back (trilinear, separable, edge values
    extended) onto the input map's own grid, one slab of z-planes at a time; outside the chain
@@ -24,50 +24,19 @@ memory-mapped files slab by slab, else stops with a one-line error before writin
 """
 from __future__ import annotations
 
-import math
-import os
-import shutil
-import tempfile
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
-from . import BACKGROUND, HELIX, SHEET
-from .components import ComponentConfig, crop_box, extract
-from .errors import InputError
-from .io import Map, write_json, write_map, write_map_mmap, write_text
+from .. import BACKGROUND, HELIX, SHEET
+from ..errors import InputError
+from ..io import Map
+from ..prep.components import ComponentConfig, crop_box, extract
+from .config import PredictConfig, Zone
+from .memory import cpu_threads
 
-__all__ = ["PredictConfig", "cpu_threads", "Zone", "Prediction", "MemoryPlan", "chain_zone", "plan_memory",
-           "predict_map", "write_view_script", "predict_to_dir", "OUTPUT_FILES", "BUNDLED_CHECKPOINT",
-           "FlipAverage"]
-
-#: The model that ships with cryosse (``snakemake bundled_model`` rebuilds it; its model card
-#: says how it was trained and how it scores on real maps).
-BUNDLED_CHECKPOINT = Path(__file__).resolve().parent / "data" / "models" / "cryosse-sse-v1.pt"
-
-OUTPUT_FILES = ("helix_prob.mrc", "sheet_prob.mrc", "labels.mrc", "view.cxc", "summary.json")
-GB = 1024 ** 3
-
-
-@dataclass(frozen=True)
-class PredictConfig:
-    """How to predict. ``tile`` is in working voxels (0: automatic, the largest of 128, 96 and
-    the model card's tile that fits the memory budget; the network is fully convolutional, so
-    larger tiles only save overlap); ``max_memory_gb`` bounds the arrays (maps, accumulators,
-    network activations on the CPU), not the ~0.5 GB of Python and torch themselves."""
-
-    contour: float | None = None
-    overlap: float = 0.5
-    tile: int = 0
-    batch: int = 2
-    device: str | None = None
-    amp: bool | None = None
-    max_memory_gb: float = 8.0
-    slab: int = 16
-    threads: int = 0  # CPU threads; 0: see cpu_threads()
-    tta: bool = False  # average over the four 180-degree grid rotations (FlipAverage), ~4x time
+__all__ = ["PredictConfig", "Zone", "Prediction", "chain_zone", "predict_map", "FlipAverage"]
 
 
 class FlipAverage:
@@ -96,38 +65,6 @@ class FlipAverage:
         return out / len(self._PAIRS)
 
 
-def cpu_threads(requested: int = 0) -> int:
-    """Threads for CPU inference: ``requested`` if given; else ``OMP_NUM_THREADS`` when set
-    (Snakemake sets it to the rule's threads); else torch's default, less the cores other
-    processes keep busy (1-minute load average), at least 1. On a shared 2-core machine
-    with other work running, one thread was 3-10x faster than two (README, Prediction speed)."""
-    import torch
-
-    if requested > 0:
-        return requested
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    n = torch.get_num_threads()
-    try:
-        busy = max(0.0, os.getloadavg()[0] - 1.0)  # the load includes this process
-    except OSError:
-        busy = 0.0
-    return max(1, min(n, int((os.cpu_count() or n) - busy + 0.5)))
-
-
-@dataclass(frozen=True)
-class Zone:
-    """A chain component on the input grid: box start and size (x, y, z voxels of the input
-    grid; may reach outside it) and the mask of voxels within the zone radius (``[z, y, x]``
-    of the box)."""
-
-    start_xyz: np.ndarray
-    size_xyz: np.ndarray
-    mask: np.ndarray
-    chains: tuple[str, ...]
-    radius_a: float
-
-
 @dataclass(frozen=True)
 class Prediction:
     helix_prob: Map
@@ -136,23 +73,10 @@ class Prediction:
     summary: dict
 
 
-@dataclass(frozen=True)
-class MemoryPlan:
-    """Estimated peak bytes (``parts`` by item) with outputs in memory or streamed to disk."""
-
-    in_memory: int
-    streamed: int
-    parts: dict
-    tile: int
-
-    def describe(self) -> str:
-        return ", ".join(f"{k} {v / GB:.2f}" for k, v in self.parts.items() if v) + " GB"
-
-
 def chain_zone(m: Map, atoms_xyz: np.ndarray, chains: tuple[str, ...],
                cfg: ComponentConfig = ComponentConfig()) -> Zone:
     """The component box and zone mask of a chain's heavy atoms on ``m``'s grid."""
-    from .labels import within
+    from ..prep.labels import within
 
     if len(atoms_xyz) == 0:
         raise InputError(",".join(chains) or "model", "chain has no atoms")
@@ -163,54 +87,6 @@ def chain_zone(m: Map, atoms_xyz: np.ndarray, chains: tuple[str, ...],
     if not mask.any():
         raise InputError(",".join(chains), "no voxel of the map lies within the chain's zone")
     return Zone(start, size, mask, tuple(chains), float(cfg.zone_radius_a))
-
-
-def _work_shape(shape_xyz, voxel_in, voxel_work: float) -> tuple[int, int, int]:
-    extent = (np.asarray(shape_xyz) - 1) * np.asarray(voxel_in)
-    n = np.floor(extent / voxel_work + 1e-6).astype(int) + 1
-    return tuple(int(v) for v in n[::-1])  # z, y, x
-
-
-def plan_memory(shape_zyx, voxel_size_a, card: dict, net, cfg: PredictConfig,
-                zone: Zone | None = None, device: str = "cpu") -> MemoryPlan:
-    """Estimate the peak memory of :func:`predict_map` (bytes), before doing anything.
-
-    Items: the input map (float32), its masked copy (contour or zone), the zone mask,
-    the resampling to the working grid (float64 coordinates and float32 copies), the sliding
-    window (padded volume, one accumulator per class, the weights), the network activations of
-    one batch of tiles (CPU only), the back-interpolation of one slab of planes, and the output
-    maps (helix and sheet float32, labels int8) when held in memory.
-    """
-    from .train.infer import activation_bytes_per_voxel
-
-    n_in = int(np.prod(shape_zyx))
-    box_zyx = tuple(int(v) for v in zone.size_xyz[::-1]) if zone is not None else tuple(shape_zyx)
-    n_box = int(np.prod(box_zyx))
-    work = _work_shape(box_zyx[::-1], voxel_size_a, float(card["voxel_size_a"]))
-    div = int(getattr(net, "divisor", 1))
-    padded = [max(math.ceil(n / div) * div, div) for n in work]
-    n_work = int(np.prod(padded))
-    n_cls = int(card["arch"].get("n_classes", 3))
-    per_vox = activation_bytes_per_voxel(net, div) if device == "cpu" else 0.0
-    ny, nx = shape_zyx[1], shape_zyx[2]
-    fixed = {"input": 4 * n_in,
-             "masked copy": 4 * n_box if (zone is not None or cfg.contour is not None) else 0,
-             "zone mask": 25 * n_box if zone is not None else 0}
-    candidates = [cfg.tile] if cfg.tile else sorted({128, 96, int(card.get("tile", 64))}, reverse=True)
-    plans = []
-    for tile in candidates:
-        tile_vox = int(np.prod([min(math.ceil(min(tile, p) / div) * div, p) for p in padded]))
-        phases = {"resampling": 4 * n_box + 40 * n_work,
-                  "sliding window": (n_cls + 3) * 4 * n_work + int(cfg.batch * tile_vox * per_vox),
-                  "back-interpolation": n_cls * 4 * n_work + 48 * cfg.slab * ny * nx}
-        worst = max(phases, key=phases.get)
-        parts = dict(fixed, **{worst: phases[worst]}, outputs=9 * n_in)
-        streamed = sum(parts.values()) - parts["outputs"]
-        plans.append(MemoryPlan(streamed + parts["outputs"], streamed, parts, tile))
-    budget = cfg.max_memory_gb * GB
-    # the largest tile with outputs in memory, else the largest with streamed outputs
-    return next((p for p in plans if p.in_memory <= budget),
-                next((p for p in plans if p.streamed <= budget), plans[-1]))
 
 
 # ----------------------------------------------------------------------------- interpolation
@@ -265,19 +141,14 @@ def predict_map(m: Map, net, card: dict, cfg: PredictConfig = PredictConfig(), *
     if device == "cpu":
         torch.set_num_threads(cpu_threads(cfg.threads))
     try:
-        return _predict(m, net, card, cfg, zone, outputs, tile, device, amp, t0)
+        return _predict(m, _Network(net, card, device, amp), cfg, zone, outputs, tile, t0)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _predict(m, net, card, cfg, zone, outputs, tile, device, amp, t0) -> Prediction:
-    import torch
-
-    from .train.data import prepare_density
-    from .train.infer import sliding_window_probs
-
-    voxel_work = float(card["voxel_size_a"])
-    # 1-2: contour and chain zone on the input grid
+def _masked_input(m: Map, cfg: PredictConfig, zone: Zone | None) -> Map:
+    """Steps 1-2: the input cut to the chain's component box and zone, density below the
+    contour set to 0."""
     if zone is not None:
         src = extract(m, zone.start_xyz, zone.size_xyz, fill=0)
         d = np.where(zone.mask, src.data, 0).astype(np.float32)
@@ -285,26 +156,35 @@ def _predict(m, net, card, cfg, zone, outputs, tile, device, amp, t0) -> Predict
         src, d = m, m.data
     if cfg.contour is not None:
         d = np.where(d < cfg.contour, 0, d).astype(np.float32)
-    if d is not src.data:
-        src = src.with_data(d)
-    # 3-4: working grid, normalisation, sliding windows
-    work, x, pad = prepare_density(src, voxel_work, card.get("norm", "zscore"))
-    del d, src
-    tile = tile or cfg.tile or int(card.get("tile", 64))
-    probs = sliding_window_probs(FlipAverage(net) if cfg.tta else net, x, tile=tile, overlap=cfg.overlap, batch=cfg.batch,
-                                 divisor=getattr(net, "divisor", 1), pad_value=pad, device=device, amp=amp)
-    del x
-    t_net = time.perf_counter() - t0
-    # 5: back onto the input grid, one slab of z-planes at a time
-    if outputs is None:
-        outputs = {"helix": np.empty(m.data.shape, np.float32), "sheet": np.empty(m.data.shape, np.float32),
-                   "labels": np.empty(m.data.shape, np.int8)}
+    return src.with_data(d) if d is not src.data else src
+
+
+def _network_probs(src: Map, net, card: dict, cfg: PredictConfig, tile: int, device: str, amp: bool):
+    """Steps 3-4: the working grid and the class probabilities on it (sliding windows)."""
+    from ..net.inputs import prepare_density
+    from ..net.window import sliding_window_probs
+
+    work, x, pad = prepare_density(src, float(card["voxel_size_a"]), card.get("norm", "zscore"))
+    probs = sliding_window_probs(FlipAverage(net) if cfg.tta else net, x, tile=tile, overlap=cfg.overlap,
+                                 batch=cfg.batch, divisor=getattr(net, "divisor", 1), pad_value=pad,
+                                 device=device, amp=amp)
+    return work, probs
+
+
+def _region(m: Map, zone: Zone | None) -> tuple[np.ndarray, np.ndarray]:
+    """The [z, y, x] index range of the input grid that the prediction covers."""
     nz, ny, nx = m.data.shape
-    if zone is not None:
-        lo = np.maximum(zone.start_xyz, 0)[::-1]
-        hi = np.minimum(zone.start_xyz + zone.size_xyz, [nx, ny, nz])[::-1]
-    else:
-        lo, hi = np.zeros(3, int), np.array([nz, ny, nx])
+    if zone is None:
+        return np.zeros(3, int), np.array([nz, ny, nx])
+    return (np.maximum(zone.start_xyz, 0)[::-1],
+            np.minimum(zone.start_xyz + zone.size_xyz, [nx, ny, nz])[::-1])
+
+
+def _onto_grid(m: Map, work: Map, probs: np.ndarray, zone: Zone | None, outputs: dict, slab: int) -> np.ndarray:
+    """Step 5: helix and sheet probabilities interpolated back onto the input grid, one slab
+    of z-planes at a time, and the labels; returns the voxel count per label code."""
+    nz, ny, nx = m.data.shape
+    lo, hi = _region(m, zone)
     # fractional working-grid index of each input voxel centre inside the region, per axis
     axes = []
     for a_zyx in range(3):
@@ -313,8 +193,8 @@ def _predict(m, net, card, cfg, zone, outputs, tile, device, amp, t0) -> Predict
         axes.append(_axis((pos - work.origin_a[a_xyz]) / work.voxel_size_a[a_xyz], probs.shape[1 + a_zyx]))
     hs = probs[1:3]  # helix, sheet: other = 1 - helix - sheet (interpolation is linear)
     counts = np.zeros(3, np.int64)
-    for z0 in range(0, nz, cfg.slab):
-        z1 = min(z0 + cfg.slab, nz)
+    for z0 in range(0, nz, slab):
+        z1 = min(z0 + slab, nz)
         h = np.zeros((z1 - z0, ny, nx), np.float32)
         s = np.zeros_like(h)
         a, b = max(z0, lo[0]), min(z1, hi[0])
@@ -333,9 +213,34 @@ def _predict(m, net, card, cfg, zone, outputs, tile, device, amp, t0) -> Predict
         outputs["sheet"][z0:z1] = s
         outputs["labels"][z0:z1] = lab
         counts += np.bincount(lab.ravel().astype(np.uint8), minlength=3)[:3]
+    return counts
+
+
+@dataclass(frozen=True)
+class _Network:
+    """A loaded network, its model card, and where it runs."""
+
+    net: object
+    card: dict
+    device: str
+    amp: bool
+
+
+def _predict(m: Map, nw: _Network, cfg: PredictConfig, zone: Zone | None, outputs: dict | None,
+             tile: int | None, t0: float) -> Prediction:
+    import torch
+
+    card, device, amp = nw.card, nw.device, nw.amp
+    tile = tile or cfg.tile or int(card.get("tile", 64))
+    work, probs = _network_probs(_masked_input(m, cfg, zone), nw.net, card, cfg, tile, device, amp)
+    t_net = time.perf_counter() - t0
+    if outputs is None:
+        outputs = {"helix": np.empty(m.data.shape, np.float32), "sheet": np.empty(m.data.shape, np.float32),
+                   "labels": np.empty(m.data.shape, np.int8)}
+    counts = _onto_grid(m, work, probs, zone, outputs, cfg.slab)
     n = m.data.size
     summary = {"shape_xyz": list(m.shape_xyz), "voxel_size_a": list(m.voxel_size_a),
-               "origin_a": list(m.origin_a), "working_voxel_size_a": voxel_work,
+               "origin_a": list(m.origin_a), "working_voxel_size_a": float(card["voxel_size_a"]),
                "working_shape_xyz": list(work.shape_xyz),
                "helix_fraction": float(counts[HELIX] / n), "sheet_fraction": float(counts[SHEET] / n),
                "contour": cfg.contour, "tile": int(tile), "overlap": cfg.overlap,
@@ -347,95 +252,3 @@ def _predict(m, net, card, cfg, zone, outputs, tile, device, amp, t0) -> Predict
                        zone_box_size_xyz=[int(v) for v in zone.size_xyz])
     return Prediction(m.with_data(outputs["helix"]), m.with_data(outputs["sheet"]),
                       m.with_data(outputs["labels"]), summary)
-
-
-# ----------------------------------------------------------------------------- outputs
-
-def write_view_script(path: str | os.PathLike, map_path: str | os.PathLike, level: float,
-                      folder: str | os.PathLike | None = None) -> None:
-    """A ChimeraX script that opens the input map (mesh at ``level``) and the helix (red) and
-    sheet (blue) probability maps at 0.5. Paths are relative to the folder the script will
-    live in (``folder``, default its own), which ChimeraX makes the current folder while it
-    runs a ``.cxc`` file."""
-    out = Path(folder or Path(path).parent).resolve()
-    rel = os.path.relpath(Path(map_path).resolve(), out)
-    write_text(path, "\n".join([
-        "# ChimeraX (open in a fresh session): the input map as a grey mesh at its contour level,",
-        "# helix probability >= 0.5 in red, sheet probability >= 0.5 in blue.",
-        f'open "{rel}"', "open helix_prob.mrc", "open sheet_prob.mrc",
-        f"volume #1 level {level:.6g} style mesh color #b0b0b0",
-        "volume #2 level 0.5 style surface color #e41a1c transparency 0.3",
-        "volume #3 level 0.5 style surface color #377eb8 transparency 0.3", "view", ""]))
-
-
-def _contour_level(m: Map, cfg: PredictConfig) -> float:
-    if cfg.contour is not None:
-        return float(cfg.contour)
-    d = m.data
-    return float(d.mean(dtype=np.float64) + 2 * d.std(dtype=np.float64))
-
-
-def predict_to_dir(map_path: str | os.PathLike, checkpoint: str | os.PathLike,
-                   out_dir: str | os.PathLike, cfg: PredictConfig = PredictConfig(), *,
-                   model: str | os.PathLike | None = None, chains: list[str] | None = None,
-                   zone_cfg: ComponentConfig = ComponentConfig()) -> dict:
-    """Predict ``map_path`` and write :data:`OUTPUT_FILES` into ``out_dir``; returns the summary.
-
-    The memory plan is checked first: an estimate over ``cfg.max_memory_gb`` even with streamed
-    outputs raises :class:`InputError` before anything is written. All files are written into
-    a temporary folder inside ``out_dir`` and then renamed into place, ``summary.json`` last
-    (a previous ``summary.json`` is removed first), so a complete set is marked by its summary.
-    """
-    from .io import protein_atoms, read_map, read_model
-    from .train.checkpoint import load_checkpoint
-
-    t0 = time.perf_counter()
-    m = read_map(map_path)
-    net, card, _ = load_checkpoint(checkpoint)
-    zone = None
-    if model is not None:
-        st = read_model(model, chains)
-        atoms = protein_atoms(st)
-        zone = chain_zone(m, atoms.xyz, tuple(chains or sorted({c for c in atoms.chain})), zone_cfg)
-    elif chains:
-        raise InputError("--chain", "needs --model")
-    import torch
-
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    plan = plan_memory(m.data.shape, m.voxel_size_a, card, net, cfg, zone, device)
-    budget = cfg.max_memory_gb * GB
-    if plan.streamed > budget:
-        raise InputError(map_path, f"needs about {plan.streamed / GB:.2f} GB even with outputs streamed to "
-                                   f"disk ({plan.describe()}), more than --max-memory-gb {cfg.max_memory_gb:g}")
-    stream = plan.in_memory > budget
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").unlink(missing_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".predict-", dir=out))
-    try:
-        if stream:
-            with write_map_mmap(m, tmp / "helix_prob.mrc") as h, write_map_mmap(m, tmp / "sheet_prob.mrc") as s, \
-                    write_map_mmap(m, tmp / "labels.mrc", labels=True) as lab:
-                pred = predict_map(m, net, card, cfg, zone=zone, tile=plan.tile,
-                                   outputs={"helix": h, "sheet": s, "labels": lab})
-                summary = dict(pred.summary)
-                del pred
-        else:
-            pred = predict_map(m, net, card, cfg, zone=zone, tile=plan.tile)
-            write_map(pred.helix_prob, tmp / "helix_prob.mrc")
-            write_map(pred.sheet_prob, tmp / "sheet_prob.mrc")
-            write_map(pred.labels, tmp / "labels.mrc", labels=True)
-            summary = dict(pred.summary)
-            del pred
-        level = _contour_level(m, cfg)
-        write_view_script(tmp / "view.cxc", map_path, level, folder=out)
-        summary.update(input=str(map_path), checkpoint=str(checkpoint), outputs_streamed=stream,
-                       memory_estimate_gb=round((plan.streamed if stream else plan.in_memory) / GB, 3),
-                       max_memory_gb=cfg.max_memory_gb, input_contour_level=level,
-                       total_s=round(time.perf_counter() - t0, 3), config=asdict(cfg))
-        write_json(tmp / "summary.json", summary)
-        for name in OUTPUT_FILES:  # summary.json last
-            os.replace(tmp / name, out / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return summary

@@ -4,7 +4,7 @@ For a chain (or a group of chains), the component is the density within ``zone_r
 of its heavy atoms (everything else, including neighbouring chains' density, set to 0),
 cropped to the atoms' bounding box plus ``margin_a`` Å and padded (with zeros, evenly on
 both sides) so that every side is a multiple of ``multiple`` voxels. Labels follow
-:mod:`cryosse.labels` with the component's own atoms only.
+:mod:`cryosse.prep.labels` with the component's own atoms only.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import BACKGROUND, HELIX, OTHER, SHEET
-from .io import Map, ProteinAtoms, write_json, write_map
-from .labels import label_voxels, within
+from .. import BACKGROUND, HELIX, OTHER, SHEET
+from ..io import Map, ProteinAtoms, write_json, write_map
+from .labels import DEFAULT_RADIUS_A, label_voxels, within
 
 __all__ = ["ComponentConfig", "Component", "ComponentRejected", "crop_box", "extract",
            "make_component", "write_component", "write_rejected"]
@@ -24,11 +24,16 @@ __all__ = ["ComponentConfig", "Component", "ComponentRejected", "crop_box", "ext
 
 @dataclass(frozen=True)
 class ComponentConfig:
+    """How a chain component is cut (config ``components``; ``label_radius_a`` is config
+    ``labels.radius_a``): density within ``zone_radius_a`` Å of the chain, boxed to its atoms
+    plus ``margin_a`` Å, sides padded to a multiple of ``multiple`` voxels; components with a
+    side over ``max_side`` (or, with ``reject_all_coil``, without helix or sheet) are rejected."""
+
     zone_radius_a: float = 6.0
     margin_a: float = 6.0
     multiple: int = 8
     max_side: int = 256
-    label_radius_a: float = 3.0
+    label_radius_a: float = DEFAULT_RADIUS_A
     reject_all_coil: bool = True
 
 

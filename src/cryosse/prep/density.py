@@ -5,16 +5,27 @@ All functions are pure: structures and :class:`~cryosse.io.Map` in, :class:`Map`
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from .io import Map
+from ..io import Map
 
 __all__ = ["simulate_density", "model_box", "resample", "resample_to_grid", "zscore",
            "sigma_for_resolution"]
 
 #: Gaussian width per Å of resolution (ChimeraX ``molmap`` convention, sigma = 0.225 * res).
 SIGMA_PER_RESOLUTION = 0.225
+
+
+@dataclass(frozen=True)
+class SimulateConfig:
+    """A simulated map (``cryosse simulate``; config ``simulate`` draws the resolution per entry
+    from a range): resolution, voxel size, Å of space around the model (None: 3 x resolution)."""
+
+    resolution_a: float = 6.0
+    voxel_size_a: float = 1.0
+    padding_a: float | None = None
 
 
 def sigma_for_resolution(resolution_a: float) -> float:

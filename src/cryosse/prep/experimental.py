@@ -3,8 +3,8 @@ fitted model sits in it before its chains enter the data set.
 
 :func:`prepare_map` reads any MRC/CCP4 header (via :func:`cryosse.io.read_map`: axis order,
 ``nstart`` vs ``origin``, anisotropic voxels, int8/int16/float16/float32), interpolates onto
-cubic voxels with :func:`cryosse.density.resample_to_grid` (explicit coordinates, trilinear) and
-normalises (:func:`normalise`). :func:`chain_quality` measures, per chain:
+cubic voxels with :func:`cryosse.prep.density.resample_to_grid` (explicit coordinates, trilinear) and
+normalises (:func:`normalise_map`). :func:`chain_quality` measures, per chain:
 
 - ``correlation``: Pearson correlation between the map and the chain's simulated density
   (same resolution) over the voxels within ``zone_radius_a`` of the chain's heavy atoms;
@@ -26,13 +26,21 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import CryosseError
+from ..io import (
+    Map,
+    atomic_path,
+    protein_atoms,
+    read_map,
+    read_model,
+    write_json,
+    write_map,
+)
 from .density import resample_to_grid, simulate_density, zscore
-from .errors import CryosseError
-from .io import Map, atomic_path, protein_atoms, read_map, read_model, write_json, write_map
 from .labels import within
 from .sse import assign_sse, sse_class_of, write_sse
 
-__all__ = ["QualityConfig", "normalise", "prepare_map", "chain_quality", "prepare_entry",
+__all__ = ["QualityConfig", "normalise_map", "prepare_map", "chain_quality", "prepare_entry",
            "NORMALISE_MODES"]
 
 NORMALISE_MODES = ("contour", "zscore", "none")
@@ -40,6 +48,9 @@ NORMALISE_MODES = ("contour", "zscore", "none")
 
 @dataclass(frozen=True)
 class QualityConfig:
+    """Config ``experimental`` (``zone_radius_a`` is ``components.zone_radius_a``): the grid an
+    experimental map is resampled to, its normalisation, and the checks a chain must pass."""
+
     voxel_size_a: float = 1.0
     normalise: str = "contour"
     resolution_a: tuple[float, float] = (5.0, 10.0)
@@ -50,7 +61,7 @@ class QualityConfig:
     zone_radius_a: float = 6.0
 
 
-def normalise(m: Map, mode: str, contour_level: float | None = None) -> Map:
+def normalise_map(m: Map, mode: str, contour_level: float | None = None) -> Map:
     """Normalised copy of ``m``.
 
     ``contour`` (DeepSSETracer, Emap2sec): density below the recommended contour level set to
@@ -187,7 +198,7 @@ def prepare_entry(record: dict, out_dir: str | os.PathLike, cfg: QualityConfig =
                 accepted.append(ch)
         if not accepted:
             raise CryosseError("no chain passed the quality checks")
-        write_map(normalise(grid, cfg.normalise, q["contour_level"]), out / "map.mrc")
+        write_map(normalise_map(grid, cfg.normalise, q["contour_level"]), out / "map.mrc")
         st.setup_entities()
         with atomic_path(out / "model.cif") as tmp:
             st.make_mmcif_document().write_file(str(tmp))

@@ -12,16 +12,24 @@ k-d tree then finds each candidate's exact nearest atom.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from . import BACKGROUND
-from .io import Map, ProteinAtoms
+from .. import BACKGROUND
+from ..io import Map, ProteinAtoms
 from .sse import ResidueSSE, residue_class, sse_class_of
 
-__all__ = ["residue_classes", "atom_classes", "label_voxels", "nearest_atoms", "within", "DEFAULT_RADIUS_A"]
+__all__ = ["residue_classes", "atom_classes", "label_voxels", "nearest_atoms", "within", "DEFAULT_RADIUS_A", "LabelConfig"]
 
 DEFAULT_RADIUS_A = 3.0
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """Config ``labels``: a voxel takes the class of the nearest heavy atom within ``radius_a``."""
+
+    radius_a: float = DEFAULT_RADIUS_A
 
 
 def residue_classes(atoms: ProteinAtoms, sse: list[ResidueSSE],

@@ -1,4 +1,4 @@
-"""The data set: chain records, leakage-free splits, manifest and MONAI-style datalist.
+"""Leakage-free splits: chain records, sequence clustering, train/val/test and k-fold assignment.
 
 Leakage rule (data contract): two chains that share a PDB entry, or whose sequences are at
 least ``max_identity`` identical (see :func:`sequence_identity`), are in the same cluster, and a cluster is never divided
@@ -11,19 +11,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import DATA_CONTRACT_VERSION
-from .io import read_tsv, write_json, write_tsv
+from ..io import read_tsv, write_tsv
 
-__all__ = ["ChainRecord", "sequence_identity", "cluster_chains", "assign_splits", "assign_folds",
-           "write_folds",
-           "stratum_of", "write_manifest", "SPLITS"]
+__all__ = ["ChainRecord", "SplitConfig", "sequence_identity", "cluster_chains", "assign_splits", "assign_folds",
+           "write_splits", "write_folds", "read_splits", "stratum_of", "chain_sequence", "gather_chains",
+           "split_chains", "SPLITS"]
 
 SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How chains are split (config ``split``): chains at or above ``max_identity`` sequence
+    identity (or of one entry) share a split; ``fractions`` of residues per split; ``kfold``
+    leakage-free folds over train+val chains (DeepSSETracer: 5-fold CV; 0: none)."""
+
+    max_identity: float = 0.30
+    fractions: dict = field(default_factory=lambda: {"train": 0.70, "val": 0.15, "test": 0.15})
+    seed: int = 0
+    kfold: int = 5
 
 
 @dataclass(frozen=True)
@@ -213,160 +224,63 @@ def read_splits(path: str | os.PathLike) -> dict[str, str]:
     return {r["id"]: r["split"] for r in read_tsv(path)}
 
 
-MANIFEST_COLUMNS = ["id", "entry", "chain", "pdb_id", "split", "status", "reason", "resolution_a",
-                    "voxel_size_a", "shape_xyz", "n_background", "n_helix", "n_sheet", "n_other",
-                    "density", "labels", "source", "correlation", "atoms_in_contour", "fold", "n_residues",
-                    "n_missing_backbone", "n_chain_breaks", "n_insertion_codes", "n_altloc_chosen", "n_modified"]
+def _chain_record(entry: str, chain: str, pdb: str, structure, sse: list) -> ChainRecord:
+    from .sse import residue_class
+
+    codes = [residue_class(x) for x in sse if x.chain == chain]
+    n = max(len(codes), 1)
+    try:
+        seq = chain_sequence(structure, chain)
+    except KeyError:  # no protein residues: crop records the rejection; keep its place
+        seq = ""
+    return ChainRecord(f"{entry}_{chain}", entry, chain, pdb or "-", seq, codes.count(1) / n, codes.count(2) / n)
 
 
-def _component_folders(dirs) -> list[Path]:
-    """Component folders (holding ``meta.json``); a folder without one stands for the
-    component folders inside it (one per chain of an experimental entry)."""
-    out = []
-    for d in map(Path, dirs):
-        if (d / "meta.json").is_file():
-            out.append(d)
-        else:
-            out.extend(sorted(p.parent for p in d.glob("*/meta.json")))
-    return sorted(out)
+def gather_chains(structures_tsv: str | os.PathLike | None = None, sse_dir: str | os.PathLike | None = None,
+                  prepared: list[str | os.PathLike] = (), entries: list[str] | None = None) -> list[ChainRecord]:
+    """Chain records of the experimental entries (folders from ``cryosse prepare-map``:
+    accepted chains of accepted entries only) and of the rows of a structures table (its
+    DSSP tables in ``sse_dir``, as ``<entry>.tsv`` or ``<entry>/sse.tsv``; ``entries``: a subset)."""
+    from ..ids import CHAIN_ID, check
+    from ..io import read_model
+    from .sse import read_sse
+
+    chains = []
+    for d in map(Path, prepared or []):
+        q = json.loads((d / "quality.json").read_text())
+        if q["status"] != "ok":
+            continue
+        entry = check("entry", q["entry"])
+        st, sse = read_model(d / "model.cif"), read_sse(d / "sse.tsv")
+        chains += [_chain_record(entry, ch, q.get("pdb"), st, sse)
+                   for ch, cq in q["chains"].items() if cq.get("status") == "ok"]
+    if structures_tsv:
+        table = Path(structures_tsv)
+        keep = set(entries) if entries else None
+        for r in read_tsv(table):
+            if keep is not None and r["entry"] not in keep:
+                continue
+            entry = check("entry", r["entry"])
+            st = read_model(table.parent / r["file"])
+            sse_path = Path(sse_dir) / f"{entry}.tsv"
+            if not sse_path.is_file() and (Path(sse_dir) / entry / "sse.tsv").is_file():
+                sse_path = Path(sse_dir) / entry / "sse.tsv"  # the workflow's layout: one folder per entry
+            sse = list({x.key: x for x in read_sse(sse_path)}.values())
+            chains += [_chain_record(entry, check("chain", ch, CHAIN_ID), r.get("pdb_id"), st, sse)
+                       for ch in r["chains"].split(",")]
+    return chains
 
 
-def write_manifest(component_dirs: list[str | os.PathLike], splits_tsv: str | os.PathLike,
-                   manifest_path: str | os.PathLike, datalist_path: str | os.PathLike) -> list[dict]:
-    """Gather component metadata into the manifest (TSV) and a MONAI-style datalist (JSON).
-
-    Paths in the datalist are relative to the datalist's folder (MONAI's
-    ``load_decathlon_datalist`` default); the manifest's paths are relative to its own folder.
-    Rejected components stay in the manifest with ``status = rejected`` and their reason.
-    """
-    split_of = read_splits(splits_tsv)
-    fold_of = {r["id"]: r.get("fold", "") for r in read_tsv(splits_tsv)}
-    manifest_dir = Path(manifest_path).resolve().parent
-    datalist_dir = Path(datalist_path).resolve().parent
-    rows = []
-    datalist = {"training": [], "validation": [], "test": []}
-    key = {"train": "training", "val": "validation", "test": "test"}
-    for d in _component_folders(component_dirs):
-        meta = json.loads((d / "meta.json").read_text())
-        row = {k: meta.get(k, "") for k in MANIFEST_COLUMNS}
-        row["split"] = split_of.get(meta["id"], "")
-        row["fold"] = fold_of.get(meta["id"], "")
-        counts = meta.get("counts", {})
-        for c in ("background", "helix", "sheet", "other"):
-            row[f"n_{c}"] = counts.get(c, "")
-        row["shape_xyz"] = "x".join(str(v) for v in meta.get("shape_xyz", []))
-        quality = meta.get("quality") or {}
-        for k in ("correlation", "atoms_in_contour"):  # experimental maps only
-            row[k] = "" if quality.get(k) is None else f"{quality[k]:.3f}"
-        if meta.get("status") == "ok":
-            dens, lab = (d / "density.mrc").resolve(), (d / "labels.mrc").resolve()
-            row["density"] = os.path.relpath(dens, manifest_dir)
-            row["labels"] = os.path.relpath(lab, manifest_dir)
-            if row["split"] in key:
-                item = {"id": meta["id"], "image": os.path.relpath(dens, datalist_dir),
-                        "label": os.path.relpath(lab, datalist_dir)}
-                if row["fold"] not in ("", "-1"):
-                    item["fold"] = int(row["fold"])
-                datalist[key[row["split"]]].append(item)
-        rows.append(row)
-    write_tsv(manifest_path, rows, MANIFEST_COLUMNS)
-    datalist.update(name="cryosse", data_contract=DATA_CONTRACT_VERSION,
-                    labels={"0": "background", "1": "helix", "2": "sheet", "3": "other"},
-                    numTraining=len(datalist["training"]))
-    write_json(datalist_path, datalist)
-    return rows
-
-
-def write_dataset_report(manifest_path: str | os.PathLike, splits_path: str | os.PathLike,
-                         out_dir: str | os.PathLike, max_thumbnails: int = 24) -> dict:
-    """A Markdown report of the data set with PNG figures, in ``out_dir``.
-
-    ``dataset_report.md``: entries, chains, accepted and rejected components (with reasons),
-    class balance in voxels (from the manifest) and residues (from the splits table), per split
-    and fold; ``class_balance.png``; ``resolution.png`` (histogram of the accepted components'
-    resolutions); ``thumbnails.png`` (the central z slice of each accepted component's density,
-    up to ``max_thumbnails``, with helix in red and sheet in blue over it). Returns the figures.
-    """
-    from .io import pyplot, read_map, write_png, write_text
-
-    out = Path(out_dir)
-    rows = read_tsv(manifest_path)
-    chains = read_tsv(splits_path)
-    base = Path(manifest_path).resolve().parent
-    ok = [r for r in rows if r["status"] == "ok"]
-    rejected = [r for r in rows if r["status"] != "ok"]
-    classes = ("background", "helix", "sheet", "other")
-    voxels = {c: sum(int(r[f"n_{c}"] or 0) for r in ok) for c in classes}
-    residues = {"helix": 0.0, "sheet": 0.0, "other": 0.0}
-    for c in chains:
-        if not c.get("n_residues"):
-            continue  # a splits table without residue counts (hand-written)
-        n = int(c["n_residues"])
-        h, e = float(c["helix_fraction"]), float(c["sheet_fraction"])
-        residues["helix"] += h * n
-        residues["sheet"] += e * n
-        residues["other"] += (1 - h - e) * n
-    summary = {"entries": len({r["entry"] for r in rows}), "chains": len(chains),
-               "components": len(rows), "accepted": len(ok), "rejected": len(rejected),
-               "voxels": voxels, "residues": {k: round(v) for k, v in residues.items()}}
-    plt = pyplot()
-    # class balance
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
-    protein = [voxels[c] for c in classes[1:]]
-    axes[0].bar(classes[1:], protein, color=["tab:red", "tab:blue", "tab:gray"])
-    axes[0].set_title(f"voxels (background: {voxels['background']})")
-    axes[1].bar(list(residues), list(residues.values()), color=["tab:red", "tab:blue", "tab:gray"])
-    axes[1].set_title("residues")
-    fig.tight_layout()
-    write_png(fig, out / "class_balance.png")
-    # resolution histogram
-    res = [float(r["resolution_a"]) for r in ok if r.get("resolution_a")]
-    fig, ax = plt.subplots(figsize=(4, 3))
-    ax.hist(res, bins=10)
-    ax.set_xlabel("resolution (Å)")
-    ax.set_ylabel("components")
-    fig.tight_layout()
-    write_png(fig, out / "resolution.png")
-    # thumbnails
-    shown = ok[:max_thumbnails]
-    ncol = min(6, max(1, len(shown)))
-    nrow = max(1, -(-len(shown) // ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2 * ncol, 2 * nrow), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, r in zip(axes.ravel(), shown):
-        d, lab = read_map(base / r["density"]).data, read_map(base / r["labels"]).data
-        k = d.shape[0] // 2
-        ax.imshow(d[k], cmap="gray", origin="lower")
-        over = np.zeros(d[k].shape + (4,))
-        over[lab[k] == 1] = (1, 0, 0, 0.5)
-        over[lab[k] == 2] = (0, 0.3, 1, 0.5)
-        ax.imshow(over, origin="lower")
-        ax.set_title(r["id"], fontsize=7)
-    fig.tight_layout()
-    write_png(fig, out / "thumbnails.png")
-    split_counts = {s: sum(r["split"] == s for r in ok) for s in SPLITS}
-    folds = sorted({r.get("fold", "") for r in chains} - {"", "-1"}, key=int)
-    lines = ["# Data set report", "",
-             f"{summary['entries']} entries, {summary['chains']} chains, {summary['components']} components: "
-             f"{summary['accepted']} accepted, {summary['rejected']} rejected.", "",
-             "| split | accepted components |", "|---|---|",
-             *[f"| {s} | {n} |" for s, n in split_counts.items()], ""]
-    if folds:
-        lines += [f"{len(folds)}-fold cross-validation over train+val chains (chains per fold): " +
-                  ", ".join(f"fold {f}: {sum(r.get('fold') == f for r in chains)}" for f in folds), ""]
-    tv, tr = sum(voxels[c] for c in classes[1:]) or 1, sum(residues.values()) or 1
-    lines += ["## Class balance", "", "| class | voxels | % of protein voxels | residues | % of residues |",
-              "|---|---|---|---|---|",
-              *[f"| {c} | {voxels[c]} | {100 * voxels[c] / tv:.1f} | {residues[c]:.0f} | "
-                f"{100 * residues[c] / tr:.1f} |" for c in classes[1:]],
-              f"| background | {voxels['background']} | | | |", "",
-              "![class balance](class_balance.png)", "", "## Resolution", "",
-              f"{len(res)} accepted components, {min(res, default=0):.1f}–{max(res, default=0):.1f} Å.", "",
-              "![resolution](resolution.png)", "", "## Samples", "",
-              f"Central z slice of {len(shown)} of {len(ok)} accepted components (density in grey, "
-              "helix red, sheet blue).", "", "![thumbnails](thumbnails.png)", "", "## Rejected", ""]
-    lines += (["| id | reason |", "|---|---|", *[f"| {r['id']} | {r['reason']} |" for r in rejected]]
-              if rejected else ["None."])
-    write_text(out / "dataset_report.md", "\n".join(lines) + "\n")
-    return summary
+def split_chains(chains: list[ChainRecord], cfg: SplitConfig, splits_tsv: str | os.PathLike,
+                 folds_tsv: str | os.PathLike | None = None) -> dict:
+    """Cluster ``chains``, assign splits (and folds when ``cfg.kfold >= 2``), write the splits
+    table (and the folds table); returns the counts."""
+    clusters = cluster_chains(chains, cfg.max_identity)
+    splits = assign_splits(chains, clusters, cfg.fractions, cfg.seed)
+    folds = assign_folds(chains, clusters, cfg.kfold, cfg.seed, splits) if cfg.kfold >= 2 else None
+    write_splits(splits_tsv, chains, clusters, splits, folds)
+    if folds_tsv:
+        write_folds(folds_tsv, chains, clusters, splits, folds or [-1] * len(chains))
+    return {"chains": len(chains), "clusters": len(set(clusters)),
+            "splits": {s: splits.count(s) for s in SPLITS},
+            "folds": [folds.count(k) for k in range(cfg.kfold)] if folds else []}

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import HELIX, OTHER, SHEET
-from .errors import CryosseError
-from .io import read_tsv, write_tsv
+from .. import HELIX, OTHER, SHEET
+from ..errors import CryosseError
+from ..io import read_tsv, write_tsv
 
 __all__ = ["ResidueSSE", "SSEConfig", "assign_sse", "assign_pydssp", "assign_mkdssp",
            "hbond_pairs", "write_sse", "read_sse", "DEFAULT_CLASS_MAP", "sse_class_of",
@@ -318,7 +318,7 @@ def write_sse(residues: list[ResidueSSE], path: str | os.PathLike,
     """Per-residue table: chain, seqnum, icode, resname, dssp (the engine's code, eight states
     with mkdssp), sse (class name), complete (1 if N, CA, C, O are present), break_before (1 if
     not bonded to the previous residue of its chain)."""
-    from . import LABEL_NAMES
+    from .. import LABEL_NAMES
 
     rows = [{"chain": r.chain, "seqnum": r.seqnum, "icode": r.icode, "resname": r.resname,
              "dssp": r.dssp, "sse": LABEL_NAMES[sse_class_of(r.dssp, class_map)],
@@ -329,7 +329,7 @@ def write_sse(residues: list[ResidueSSE], path: str | os.PathLike,
 
 def read_sse(path: str | os.PathLike) -> list[ResidueSSE]:
     """Read a table written by :func:`write_sse` (its ``sse`` column gives each class)."""
-    from . import LABEL_NAMES
+    from .. import LABEL_NAMES
 
     code_of = {v: k for k, v in LABEL_NAMES.items()}
     return [ResidueSSE(r["chain"], int(r["seqnum"]), r["icode"] or "", r["resname"], r["dssp"] or "-",

@@ -1,5 +1,6 @@
-"""Helpers the Snakemake workflow calls while it plans: read and validate the structures
-table, list samples, draw per-entry simulation parameters. No side effects."""
+"""The inputs of a run: the structures table (simulated entries), the experimental entries
+(EMDB ids from the config or a query table) and the configured maps to segment, validated;
+per-entry simulation parameters. No side effects."""
 from __future__ import annotations
 
 import hashlib
@@ -8,16 +9,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError
-from .io import read_tsv
+from ..errors import InputError
+from ..ids import CHAIN_ID, ENTRY_ID, MAP_ID, PDB_ID
+from ..io import read_tsv
 
 __all__ = ["Entry", "ExperimentalEntry", "load_structures", "experimental_entries",
            "resolution_for", "sample_id", "predict_maps"]
 
-ENTRY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
-CHAIN_ID = re.compile(r"^[A-Za-z0-9]{1,4}$")
-PDB_ID = re.compile(r"^([0-9][A-Za-z0-9]{3}|-)$")
-MAP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,7 @@ def experimental_entries(items: list[dict], table_rows: list[dict] = (),
                          simulated: list[str] = ()) -> dict[str, ExperimentalEntry]:
     """Experimental entries from the config's explicit list and a query table, validated
     (ids as :func:`cryosse.fetch.emdb_id` / ``pdb_id`` accept them), explicit ones first."""
-    from .fetch import emdb_id, pdb_id
+    from ..ids import emdb_id, pdb_id
 
     out: dict[str, ExperimentalEntry] = {}
     for k, item in enumerate(list(items) + [dict(r, chains=[]) for r in table_rows]):

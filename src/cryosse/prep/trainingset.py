@@ -3,7 +3,7 @@
 For each entry of the embedded structures in the train or validation split, the density of
 all its protein chains (neighbours included, not masked) is simulated at several resolutions
 directly on the working grid, and labelled there by the same nearest-heavy-atom rule as the
-data contract. On-the-fly realism (:mod:`cryosse.realism`) in the trainer then turns these
+data contract. On-the-fly realism (:mod:`cryosse.prep.realism`) in the trainer then turns these
 clean maps into native-looking ones. The test split is left out, so it stays a held-out set.
 
 Extra structures (a second table, training only) widen the training set without touching the
@@ -15,20 +15,35 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from .dataset import chain_sequence, sequence_identity
+from ..errors import InputError
+from ..io import protein_atoms, read_model, read_tsv, write_json, write_map
 from .density import simulate_density
-from .errors import InputError
-from .io import protein_atoms, read_model, read_tsv, write_json, write_map
-from .labels import atom_classes, label_voxels
+from .labels import DEFAULT_RADIUS_A, atom_classes, label_voxels
+from .split import chain_sequence, sequence_identity
 from .sse import assign_sse
-from .workflow import load_structures
+from .structures import load_structures
 
 __all__ = ["build_training_set", "screen_extra_entries", "first_homologue", "protein_chains", "ca_residues"]
 
 #: Chains shorter than this (residues with a CA) are not compared (peptides align spuriously).
 MIN_SCREEN_RESIDUES = 30
+
+
+@dataclass(frozen=True)
+class TrainingSetConfig:
+    """The bundled model's training maps (config ``bundle``): every protein chain of the entries
+    of ``train_splits`` (and of the validation split) simulated at each of ``resolutions_a`` on
+    the working grid and labelled; an extra-structures entry is left out when a chain is
+    ``max_identity`` or more identical to a chain of a split not trained on."""
+
+    resolutions_a: tuple[float, ...] = (5.0, 6.5, 8.0, 10.0)
+    voxel_size_a: float = 2.0
+    label_radius_a: float = DEFAULT_RADIUS_A
+    train_splits: tuple[str, ...] = ("train",)
+    max_identity: float = 0.30
 
 
 def ca_residues(chain) -> int:

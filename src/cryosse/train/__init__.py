@@ -1,5 +1,6 @@
-"""The trainer: 3D U-Net, the paper's five losses, the training loop, metrics, model card.
+"""The trainer: the paper's five losses, training samples, patch sampling with augmentation and
+realism, the training loop with exact resume, the training curve and the model card.
 
-Nothing before this stage imports it; :mod:`cryosse.predict` and :mod:`cryosse.evaluate`
-build on it.
+It builds on :mod:`cryosse.net` (the networks, checkpoints, sliding window and input
+normalisation that prediction shares); nothing in :mod:`cryosse.prep` imports it.
 """

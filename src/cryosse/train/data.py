@@ -1,48 +1,17 @@
-"""Turning contract tensors (density + label MRC) into network inputs and targets.
-
-The same :func:`prepare_density` is used in training and in prediction, so a map is
-normalised exactly as the network saw its training data: resampled to the model's working
-voxel size (trilinear, explicit grid), then z-scored over the whole box.
-"""
+"""Training samples: contract tensors (density + label MRC) as network inputs and targets,
+normalised by :func:`cryosse.net.inputs.prepare_density` exactly as prediction does."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..density import resample
-from ..io import Map, read_map
-from .metrics import to_three_class
+from ..io import read_map
+from ..metrics import to_three_class
+from ..net.inputs import prepare_density
+from ..prep.density import resample
 
-__all__ = ["prepare_density", "normalise", "NORMALISATIONS", "Sample", "load_sample"]
-
-
-NORMALISATIONS = ("zscore", "local")
-
-
-def normalise(d: np.ndarray, voxel_size_a: float, norm: str = "zscore") -> tuple[np.ndarray, float]:
-    """(normalised array, value that raw zero density takes after it).
-
-    ``zscore``: over the whole box. ``local``: :func:`cryosse.realism.local_normalise`
-    (flat zero density stays 0)."""
-    if norm == "local":
-        from ..realism import local_normalise
-
-        return local_normalise(d, voxel_size_a), 0.0
-    if norm != "zscore":
-        raise ValueError(f"unknown normalisation {norm!r} ({', '.join(NORMALISATIONS)})")
-    d = d.astype(np.float32)
-    mean, sd = float(d.mean()), float(d.std())
-    if sd <= 0:
-        sd = 1.0
-    return (d - mean) / sd, (0.0 - mean) / sd
-
-
-def prepare_density(m: Map, voxel_size_a: float, norm: str = "zscore") -> tuple[Map, np.ndarray, float]:
-    """(working-grid map, normalised array, value that raw zero density takes after it)."""
-    work = resample(m, voxel_size_a, order=1)
-    x, pad = normalise(work.data, voxel_size_a, norm)
-    return work, x, pad
+__all__ = ["Sample", "load_sample"]
 
 
 @dataclass

@@ -14,9 +14,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .config import LOSSES
+
 __all__ = ["LOSSES", "make_loss", "cross_entropy", "focal", "soft_dice"]
 
-LOSSES = ("ce", "focal", "dice", "ce_dice", "focal_dice")
 
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

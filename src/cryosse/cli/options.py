@@ -1,0 +1,167 @@
+"""What every subcommand shares: the help layout (each option's default shown, an example at
+the end), options derived from a stage's settings dataclass (its defaults are the only ones),
+``--config FILE`` (a stage's settings as JSON or YAML, overridden by flags given), hidden
+aliases of old spellings, and one-line reporting."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+from ..errors import InputError
+
+__all__ = ["HelpFormatter", "add_command", "field_option", "config_option", "settings", "output_option",
+           "alias", "floats", "strings", "say", "default_of"]
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after each option's help (not for flags and options without one); the
+    description (wrapped when the command is registered) and the example kept as written."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or isinstance(action.default, (list, tuple)) and not action.default:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def say(msg: str) -> None:
+    """A progress or result line for people (stderr, so stdout stays for tables)."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def add_command(sub, name: str, help: str, description: str, example: str, func, aliases=()):
+    """A subcommand with its description and an example (``example`` lines, without the
+    ``cryosse`` prefix)."""
+    epilog = "example:\n" + "\n".join(f"  cryosse {line}" for line in example.strip().splitlines())
+    p = sub.add_parser(name, help=help, description=textwrap.fill(" ".join(description.split()), 92), epilog=epilog,
+                       formatter_class=HelpFormatter, aliases=list(aliases))
+    p.set_defaults(func=func, _settings=[], _required_output=None)
+    return p
+
+
+def default_of(cls, name: str):
+    """The default of field ``name`` of dataclass ``cls`` (the only place defaults live)."""
+    f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+    if f is None:
+        raise KeyError(f"{cls.__name__} has no field {name!r}")
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise KeyError(f"{cls.__name__}.{name} has no default")
+
+
+def _shown(v) -> str:
+    if isinstance(v, (tuple, list)):
+        return ",".join(str(x) for x in v)
+    if isinstance(v, dict):
+        return ",".join(f"{k}={x}" for k, x in v.items())
+    return str(v)
+
+
+def field_option(p, cls, name: str, *flags: str, help: str, **kw):
+    """An option for field ``name`` of settings ``cls``: its default is the field's, shown in
+    the help; a flag given on the command line overrides ``--config`` (see :func:`settings`)."""
+    d = default_of(cls, name)
+    if cls not in p.get_default("_settings"):
+        p.set_defaults(_settings=p.get_default("_settings") + [cls])
+    if kw.get("action") == "store_true":
+        return p.add_argument(*flags, dest=name, default=argparse.SUPPRESS, help=help, **kw)
+    return p.add_argument(*flags, dest=name, default=argparse.SUPPRESS,
+                          help=f"{help} (default: {_shown(d) if d is not None else 'none'})", **kw)
+
+
+def alias(p, *flags: str, dest: str, **kw):
+    """A hidden old spelling of an option (same destination)."""
+    return p.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kw)
+
+
+def output_option(p, help: str, *old: str):
+    """``-o/--output`` (required), with hidden old spellings ``old``."""
+    p.add_argument("-o", "--output", help=f"{help} (required)")
+    for flag in old:
+        p.add_argument(flag, dest="output", help=argparse.SUPPRESS)
+    p.set_defaults(_required_output=True)
+
+
+def config_option(p):
+    p.add_argument("--config", metavar="FILE",
+                   help="the stage's settings as JSON or YAML (keys as in config.yaml); options given "
+                        "on the command line override it")
+
+
+def floats(n: int | None = None, what: str = "numbers"):
+    """An argparse type: comma-separated floats (exactly ``n`` of them when given)."""
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            vals = tuple(float(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}") from None
+        if (n is not None and len(vals) != n) or not vals:
+            raise argparse.ArgumentTypeError(f"expected {n or 'some'} comma-separated {what}, got {text!r}")
+        return vals
+    return parse
+
+
+def strings(text: str) -> tuple[str, ...]:
+    """An argparse type: a comma-separated list."""
+    return tuple(v for v in text.split(",") if v)
+
+
+def _read_config(path: str) -> dict:
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text()
+        try:
+            doc = json.loads(text)  # JSON first: YAML 1.1 reads 1e-05 as a string
+        except ValueError:
+            doc = yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise InputError(p, f"not a readable settings file ({' '.join(str(exc).split())})") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise InputError(p, "settings must be a mapping of names to values")
+    return doc
+
+
+def _coerce(cls, name: str, value):
+    d = default_of(cls, name)
+    if isinstance(d, tuple) and isinstance(value, list):
+        return tuple(value)
+    if isinstance(d, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def settings(args, *classes, ignore: tuple[str, ...] = ()):
+    """Instances of the settings ``classes`` from their defaults, ``--config`` and the flags
+    given (in that order of precedence, lowest first). Keys of the file that no class has (and
+    that are not in ``ignore``) are refused, naming the file."""
+    values = [{} for _ in classes]
+    names = [{f.name for f in dataclasses.fields(c)} for c in classes]
+    if getattr(args, "config", None):
+        doc = _read_config(args.config)
+        for key, v in doc.items():
+            hit = [k for k, n in enumerate(names) if key in n]
+            if not hit and key not in ignore:
+                known = sorted(set().union(*names))
+                raise InputError(args.config, f"unknown setting {key!r} (known: {', '.join(known)})")
+            for k in hit:
+                values[k][key] = _coerce(classes[k], key, v)
+    for k, cls in enumerate(classes):
+        for name in names[k]:
+            if hasattr(args, name):
+                values[k][name] = _coerce(cls, name, getattr(args, name))
+    out = []
+    for cls, v in zip(classes, values):
+        try:
+            out.append(cls(**v))
+        except (TypeError, ValueError) as exc:
+            raise InputError(getattr(args, "config", None) or args.command, str(exc)) from None
+    return out[0] if len(out) == 1 else tuple(out)

@@ -1,0 +1,97 @@
+"""The data set: the manifest (TSV) and the MONAI-style datalist (JSON) of the components.
+
+Rejected components stay in the manifest with their reason; the datalist lists the accepted
+ones per split, paths relative to its own folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .. import DATA_CONTRACT_VERSION
+from ..errors import InputError
+from ..io import read_tsv, write_json, write_tsv
+from .split import read_splits
+
+__all__ = ["MANIFEST_COLUMNS", "write_manifest", "load_datalist"]
+
+
+MANIFEST_COLUMNS = ["id", "entry", "chain", "pdb_id", "split", "status", "reason", "resolution_a",
+                    "voxel_size_a", "shape_xyz", "n_background", "n_helix", "n_sheet", "n_other",
+                    "density", "labels", "source", "correlation", "atoms_in_contour", "fold", "n_residues",
+                    "n_missing_backbone", "n_chain_breaks", "n_insertion_codes", "n_altloc_chosen", "n_modified"]
+
+
+def _component_folders(dirs) -> list[Path]:
+    """Component folders (holding ``meta.json``); a folder without one stands for the
+    component folders inside it (one per chain of an experimental entry)."""
+    out = []
+    for d in map(Path, dirs):
+        if (d / "meta.json").is_file():
+            out.append(d)
+        else:
+            out.extend(sorted(p.parent for p in d.glob("*/meta.json")))
+    return sorted(out)
+
+
+def write_manifest(component_dirs: list[str | os.PathLike], splits_tsv: str | os.PathLike,
+                   manifest_path: str | os.PathLike, datalist_path: str | os.PathLike) -> list[dict]:
+    """Gather component metadata into the manifest (TSV) and a MONAI-style datalist (JSON).
+
+    Paths in the datalist are relative to the datalist's folder (MONAI's
+    ``load_decathlon_datalist`` default); the manifest's paths are relative to its own folder.
+    Rejected components stay in the manifest with ``status = rejected`` and their reason.
+    """
+    split_of = read_splits(splits_tsv)
+    fold_of = {r["id"]: r.get("fold", "") for r in read_tsv(splits_tsv)}
+    manifest_dir = Path(manifest_path).resolve().parent
+    datalist_dir = Path(datalist_path).resolve().parent
+    rows = []
+    datalist = {"training": [], "validation": [], "test": []}
+    key = {"train": "training", "val": "validation", "test": "test"}
+    for d in _component_folders(component_dirs):
+        meta = json.loads((d / "meta.json").read_text())
+        row = {k: meta.get(k, "") for k in MANIFEST_COLUMNS}
+        row["split"] = split_of.get(meta["id"], "")
+        row["fold"] = fold_of.get(meta["id"], "")
+        counts = meta.get("counts", {})
+        for c in ("background", "helix", "sheet", "other"):
+            row[f"n_{c}"] = counts.get(c, "")
+        row["shape_xyz"] = "x".join(str(v) for v in meta.get("shape_xyz", []))
+        quality = meta.get("quality") or {}
+        for k in ("correlation", "atoms_in_contour"):  # experimental maps only
+            row[k] = "" if quality.get(k) is None else f"{quality[k]:.3f}"
+        if meta.get("status") == "ok":
+            dens, lab = (d / "density.mrc").resolve(), (d / "labels.mrc").resolve()
+            row["density"] = os.path.relpath(dens, manifest_dir)
+            row["labels"] = os.path.relpath(lab, manifest_dir)
+            if row["split"] in key:
+                item = {"id": meta["id"], "image": os.path.relpath(dens, datalist_dir),
+                        "label": os.path.relpath(lab, datalist_dir)}
+                if row["fold"] not in ("", "-1"):
+                    item["fold"] = int(row["fold"])
+                datalist[key[row["split"]]].append(item)
+        rows.append(row)
+    write_tsv(manifest_path, rows, MANIFEST_COLUMNS)
+    datalist.update(name="cryosse", data_contract=DATA_CONTRACT_VERSION,
+                    labels={"0": "background", "1": "helix", "2": "sheet", "3": "other"},
+                    numTraining=len(datalist["training"]))
+    write_json(datalist_path, datalist)
+    return rows
+
+
+def load_datalist(path: str | os.PathLike) -> dict:
+    p = Path(path)
+    try:
+        dl = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(p, f"not a readable datalist ({' '.join(str(exc).split())})") from None
+    base = p.resolve().parent
+    for key in ("training", "validation", "test"):
+        for item in dl.get(key, []):
+            item["image"] = str(base / item["image"])
+            item["label"] = str(base / item["label"])
+    if not dl.get("training"):
+        raise InputError(p, "datalist has no training samples")
+    return dl

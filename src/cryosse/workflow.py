@@ -1,0 +1,113 @@
+"""What the Snakefile calls while it plans: the stage settings each rule passes to its command
+(one JSON file per stage under ``results/config/``), and the one artifact layout that simulated
+and experimental entries share. No side effects.
+
+Layout (``entry`` is a structures-table entry or ``EMD-NNNN``; a sample is ``<entry>_<chain>``)::
+
+    results/config/{stage}.json                the settings each stage ran with
+    results/entries/{entry}/                   map.mrc, sse.tsv (+ labels.mrc: simulated;
+                                               + model.cif, quality.json: experimental)
+    results/fetch/{EMD-NNNN}.json              download records of experimental entries
+    results/components/{entry}/{sample}/       density.mrc, labels.mrc, meta.json
+    results/predict/test/{sample}/             predictions of the test split + scores.json
+    results/predict/maps/{map_id}/             configured maps (predict.maps)
+"""
+from __future__ import annotations
+
+import re
+
+from .ids import EMDB
+from .prep.structures import (
+    Entry,
+    ExperimentalEntry,
+    experimental_entries,
+    load_structures,
+    predict_maps,
+    resolution_for,
+    sample_id,
+)
+
+__all__ = ["Layout", "stage_configs", "is_experimental", "load_structures", "experimental_entries",
+           "predict_maps", "resolution_for", "sample_id", "Entry", "ExperimentalEntry", "STAGES"]
+
+_EMDB = re.compile(rf"^{EMDB}$")
+
+#: The stages whose settings the workflow writes to ``results/config/{stage}.json``.
+STAGES = ("simulate", "sse", "labels", "components", "fetch", "query", "experimental", "split", "train",
+          "losses", "training_set", "bundle_train", "predict")
+
+_TRAIN_KEYS = ("preset", "loss", "norm", "realism", "realism_ramp", "voxel_size_a", "patch", "batch", "steps",
+               "lr", "val_every")
+
+
+def is_experimental(entry: str) -> bool:
+    return _EMDB.match(entry) is not None
+
+
+def stage_configs(config: dict) -> dict[str, dict]:
+    """Each stage's settings, as its command's ``--config`` takes them (field names of the
+    stage's settings dataclass), from the validated workflow config."""
+    c, emdb, q = config["components"], config["emdb"], config["emdb"]["query"]
+    train, bundle, losses = config["train"], config["bundle"], config["compare_losses"]
+    radius = config["labels"]["radius_a"]
+    return {
+        "simulate": {"voxel_size_a": config["simulate"]["voxel_size_a"]},
+        "sse": {"engine": config["sse"]["engine"], "helix": config["sse"]["classes"]["helix"],
+                "sheet": config["sse"]["classes"]["sheet"]},
+        "labels": {"radius_a": radius},
+        "components": {**c, "label_radius_a": radius},
+        "fetch": {k: emdb[k] for k in ("cache", "emdb_url", "pdb_url", "timeout_s", "retries", "per_host")},
+        "query": {"api_url": emdb["api_url"], "timeout_s": emdb["timeout_s"], "retries": emdb["retries"],
+                  **{k: q[k] for k in ("resolution_a", "released_after", "released_before", "max_map_mb", "limit")}},
+        "experimental": {**config["experimental"], "zone_radius_a": c["zone_radius_a"]},
+        "split": dict(config["split"]),
+        "train": dict(train),
+        # the loss comparison: one seed and budget for every loss (the loss comes from the job)
+        "losses": {**{k: v for k, v in train.items() if k not in ("patience", "max_minutes", "loss")},
+                   "steps": losses["steps"], "seed": losses["seed"]},
+        "training_set": {"resolutions_a": bundle["resolutions_a"], "voxel_size_a": bundle["voxel_size_a"],
+                         "label_radius_a": radius, "train_splits": bundle["train_splits"],
+                         "max_identity": config["split"]["max_identity"]},
+        "bundle_train": {k: bundle[k] for k in _TRAIN_KEYS},  # the seed comes from the job
+        "predict": {"max_memory_gb": config["predict"]["max_memory_gb"]},
+    }
+
+
+class Layout:
+    """Paths of every entry's artifacts, the same functions for simulated entries (a
+    structures table) and experimental ones (EMD-NNNN, prepared into one folder)."""
+
+    def __init__(self, structures: dict[str, Entry]):
+        self.structures = structures
+
+    @staticmethod
+    def entry_dir(entry: str) -> str:
+        return f"results/entries/{entry}"
+
+    @staticmethod
+    def entry_of(sample: str) -> str:
+        return sample.rsplit("_", 1)[0]
+
+    def map(self, entry: str) -> str:
+        return f"{self.entry_dir(entry)}/map.mrc"
+
+    def sse(self, entry: str) -> str:
+        return f"{self.entry_dir(entry)}/sse.tsv"
+
+    def model(self, entry: str) -> str:
+        """An experimental entry's model as prepared; a simulated entry's from its table."""
+        return f"{self.entry_dir(entry)}/model.cif" if is_experimental(entry) else self.structures[entry].path
+
+    def entry_inputs(self, entry: str) -> list[str]:
+        """What a job that reads an entry's map, model and DSSP depends on: the prepared folder
+        of an experimental entry (one directory output), the files of a simulated one."""
+        if is_experimental(entry):
+            return [self.entry_dir(entry)]
+        return [self.map(entry), self.sse(entry), self.model(entry)]
+
+    @staticmethod
+    def components(entry: str) -> str:
+        return f"results/components/{entry}"
+
+    def component(self, sample: str) -> str:
+        return f"{self.components(self.entry_of(sample))}/{sample}"
