@@ -9,11 +9,9 @@ configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/settings.smk"
 include: "workflow/rules/fetch.smk"
-include: "workflow/rules/density.smk"
-include: "workflow/rules/sse.smk"
-include: "workflow/rules/labels.smk"
-include: "workflow/rules/components.smk"
+include: "workflow/rules/prep.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
@@ -27,5 +25,5 @@ rule all:
         "results/report/report.md",
         "results/dataset/manifest.tsv",
         "results/dataset/report/dataset_report.md",
-        expand("results/labels/{entry}.mrc", entry=ENTRIES),
+        expand("results/entries/{entry}/labels.mrc", entry=ENTRIES),
         predict_targets,

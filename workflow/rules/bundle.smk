@@ -9,25 +9,21 @@ rule training_set:
     output:
         "results/bundle/data/datalist.json",
     params:
-        extra=lambda wc, input: f"--extra-structures {input.extra} --max-identity {config['split']['max_identity']}"
-        if "extra" in input.keys() else "",
-        resolutions=",".join(str(r) for r in BUNDLE["resolutions_a"]),
-        voxel=BUNDLE["voxel_size_a"],
-        radius=config["labels"]["radius_a"],
-        train_splits=",".join(BUNDLE["train_splits"]),
+        extra=lambda wc, input: ["--extra-structures", input.extra] if "extra" in input.keys() else [],
+        folder=folder_of(0),
     log:
         "logs/bundle/training_set.log",
     conda:
         "../../envs/cryosse.yaml"
     shell:
-        "cryosse training-set --structures {input.table} --splits {input.splits} "
-        "--resolutions {params.resolutions} --voxel-size {params.voxel} --radius {params.radius} "
-        "--train-splits {params.train_splits} {params.extra} -o results/bundle/data 2> {log}"
+        "cryosse training-set --structures {input.table:q} --splits {input.splits:q} "
+        "--config {input.settings:q} {params.extra:q} -o {params.folder:q} 2> {log:q}"
 
 
 rule bundle_train:
     input:
-        "results/bundle/data/datalist.json",
+        datalist="results/bundle/data/datalist.json",
+        settings=stage_config("bundle_train"),
     output:
         checkpoint="results/bundle/model/seed{seed}/checkpoint.pt",
         card="results/bundle/model/seed{seed}/model_card.json",
@@ -35,8 +31,7 @@ rule bundle_train:
     wildcard_constraints:
         seed=r"\d+",
     params:
-        b=BUNDLE,
-        realism="--realism" if BUNDLE["realism"] else "",
+        folder=folder_of("checkpoint"),
     threads: 2 if len(BUNDLE["seeds"]) == 1 else 1
     log:
         "logs/bundle/train_seed{seed}.log",
@@ -45,13 +40,8 @@ rule bundle_train:
     conda:
         "../../envs/cryosse.yaml"
     shell:
-        "cryosse train --datalist {input} --out-dir results/bundle/model/seed{wildcards.seed} "
-        "--preset {params.b[preset]} "
-        "--loss {params.b[loss]} --norm {params.b[norm]} {params.realism} "
-        "--realism-ramp {params.b[realism_ramp]} --voxel-size {params.b[voxel_size_a]} "
-        "--patch {params.b[patch]} --batch {params.b[batch]} --steps {params.b[steps]} "
-        "--lr {params.b[lr]} --seed {wildcards.seed} --val-every {params.b[val_every]} "
-        "--threads {threads} 2> {log}"
+        "cryosse train --datalist {input.datalist:q} --config {input.settings:q} --seed {wildcards.seed:q} "
+        "--threads {threads} -o {params.folder:q} 2> {log:q}"
 
 
 rule bundle_ensemble:
@@ -64,24 +54,26 @@ rule bundle_ensemble:
     conda:
         "../../envs/cryosse.yaml"
     shell:
-        "cryosse ensemble {input} -o {output} 2> {log}"
+        "cryosse ensemble {input:q} -o {output:q} 2> {log:q}"
 
 
 rule real_maps:
     input:
-        bundle_checkpoint(),
+        checkpoint=bundle_checkpoint(),
+        cases=config["real_maps"] or [],
     output:
         table="results/bundle/real_maps/real_maps.md",
         scores="results/bundle/real_maps/real_maps.json",
     params:
-        data=config["real_maps"],
+        folder=folder_of("table"),
     threads: 2
     log:
         "logs/bundle/real_maps.log",
     conda:
         "../../envs/cryosse.yaml"
     shell:
-        "cryosse real-maps --checkpoint {input} --data {params.data} -o results/bundle/real_maps 2> {log}"
+        "cryosse real-maps --checkpoint {input.checkpoint:q} --cases {input.cases:q} -o {params.folder:q} "
+        "2> {log:q}"
 
 
 rule bundle_export:
@@ -100,9 +92,9 @@ rule bundle_export:
     conda:
         "../../envs/cryosse.yaml"
     shell:
-        "echo {params.recipe:q} > {output.recipe} && "
-        "cryosse export-model {input.checkpoint} {params.real_maps} --recipe {output.recipe} "
-        "-o {output.model} 2> {log}"
+        "printf '%s\\n' {params.recipe:q} > {output.recipe:q} && "
+        "cryosse export-model {input.checkpoint:q} {params.real_maps:q} --recipe {output.recipe:q} "
+        "-o {output.model:q} 2> {log:q}"
 
 
 rule bundled_model:

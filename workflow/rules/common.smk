@@ -1,14 +1,16 @@
-# Config validation (schema defaults filled in), the structures table, input functions.
+# Config validation (schema defaults filled in), the structures table, the one artifact layout of
+# every entry (cryosse.workflow.Layout) and the input functions.
 import json
 import os
-import re
-from pathlib import Path
 
 from snakemake.utils import validate
 
+from cryosse import ids
 from cryosse.fetch import read_query_table
 from cryosse.io import read_tsv
-from cryosse.workflow import experimental_entries, load_structures, predict_maps, resolution_for, sample_id
+from cryosse.train.config import LOSSES
+from cryosse.workflow import (Layout, STAGES, experimental_entries, is_experimental, load_structures,
+                              predict_maps, resolution_for, sample_id, stage_configs)
 
 
 validate(config, "../schemas/config.schema.yaml")
@@ -22,38 +24,36 @@ STRUCTURES = (
 ENTRIES = list(STRUCTURES)
 SAMPLES = [sample_id(e.entry, c) for e in STRUCTURES.values() for c in e.chains]
 SIM = config["simulate"]
-COMP = config["components"]
 PREDICT = config["predict"]
 PREDICT_MAPS = predict_maps(PREDICT["maps"])
-
+SETTINGS = stage_configs(config)
+LAYOUT = Layout(STRUCTURES)
 
 EMDB = config["emdb"]
 QUERY = EMDB["query"]
-EXP = config["experimental"]
 QUERY_TABLE = EMDB["table"] or "resources/emdb_query.tsv"
 EXPERIMENTAL = experimental_entries(EMDB["entries"], simulated=ENTRIES)
-EMDB_ID = r"EMD-[0-9]{4,5}"
-if any(re.fullmatch(EMDB_ID, e) for e in ENTRIES):
+if any(is_experimental(e) for e in ENTRIES):
     raise ValueError("structures table: entry ids like EMD-NNNN are reserved for experimental entries")
 
 
 wildcard_constraints:
-    entry=r"[A-Za-z0-9][A-Za-z0-9-]*",
-    chain=r"[A-Za-z0-9]+",
-    sample=r"[A-Za-z0-9][A-Za-z0-9-]*_[A-Za-z0-9]+",
-    loss=r"ce|focal|dice|ce_dice|focal_dice",
-    map_id=r"[A-Za-z0-9][A-Za-z0-9_-]*",
+    entry=rf"(?!EMD-[0-9]){ids.ENTRY}",
+    emdb=ids.EMDB,
+    any_entry=rf"{ids.ENTRY}",
+    chain=ids.CHAIN,
+    loss="|".join(LOSSES),
+    map_id=ids.MAP,
+    stage="|".join(STAGES),
 
 
-    emdb=EMDB_ID,
+def stage_config(stage):
+    """The settings file of a stage (rule stage_config writes it)."""
+    return f"results/config/{stage}.json"
 
 
 def model_path(wildcards):
     return STRUCTURES[wildcards.entry].path
-
-
-def pdb_id(wildcards):
-    return STRUCTURES[wildcards.entry].pdb_id
 
 
 def resolution(wildcards):
@@ -74,13 +74,11 @@ def experimental():
 
 
 def all_components(wildcards):
-    return expand("results/components/{sample}", sample=SAMPLES) + expand(
-        "results/components/{emdb}", emdb=list(experimental())
-    )
+    return [LAYOUT.components(e) for e in ENTRIES + list(experimental())]
 
 
 def all_prepared(wildcards):
-    return expand("results/experimental/{emdb}", emdb=list(experimental()))
+    return [LAYOUT.entry_dir(e) for e in experimental()]
 
 
 def structures_table(wildcards):
@@ -90,10 +88,10 @@ def structures_table(wildcards):
 def split_sources(wildcards, input):
     args = []
     if STRUCTURES:
-        args += ["--structures", input.table[0], "--sse-dir", "results/sse", "--entries", ",".join(ENTRIES)]
+        args += ["--structures", input.table[0], "--sse-dir", "results/entries", "--entries", ",".join(ENTRIES)]
     if input.prepared:
         args += ["--prepared", *input.prepared]
-    return " ".join(args)
+    return args
 
 
 def _known_entry(emdb):
@@ -102,27 +100,18 @@ def _known_entry(emdb):
     if emdb in EXPERIMENTAL:
         return EXPERIMENTAL[emdb]
     table = QUERY_TABLE if QUERY["enabled"] else EMDB["table"]
-    rows = read_query_table(table) if table and Path(table).is_file() else []
+    rows = read_query_table(table) if table and os.path.isfile(table) else []
     return experimental_entries([], rows).get(emdb)
 
 
 def fetch_pdb_arg(wildcards):
     e = _known_entry(wildcards.emdb)
-    return f"--pdb {e.pdb}" if e and e.pdb else ""
+    return ["--pdb", e.pdb] if e and e.pdb else []
 
 
 def chains_arg(wildcards):
     e = _known_entry(wildcards.emdb)
-    return f"--chains {','.join(e.chains)}" if e and e.chains else ""
-
-
-def query_date_args(wildcards):
-    args = []
-    if QUERY["released_after"]:
-        args.append(f"--released-after {QUERY['released_after']}")
-    if QUERY["released_before"]:
-        args.append(f"--released-before {QUERY['released_before']}")
-    return " ".join(args)
+    return ["--chain", ",".join(e.chains)] if e and e.chains else []
 
 
 def test_samples(wildcards):
@@ -132,7 +121,7 @@ def test_samples(wildcards):
 
 
 def test_evaluations(wildcards):
-    return expand("results/evaluation/{sample}.json", sample=test_samples(wildcards))
+    return [f"results/predict/test/{s}/scores.json" for s in test_samples(wildcards)]
 
 
 BUNDLE = config["bundle"]
@@ -143,14 +132,22 @@ if BUNDLE_EXTRA and not config["structures"]:
 
 
 def training_set_input(wildcards):
-    inputs = {"table": config["structures"], "splits": "results/dataset/splits.tsv"}
+    inputs = {"table": config["structures"], "splits": "results/dataset/splits.tsv",
+              "settings": stage_config("training_set")}
     if BUNDLE_EXTRA:
         inputs["extra"] = BUNDLE["extra_structures"]
     return inputs
 
 
 def have_real_maps():
-    return bool(config["real_maps"]) and os.path.isdir(config["real_maps"])
+    """The real-map cases (a YAML file) are configured and their data folder exists."""
+    cases = config["real_maps"]
+    if not cases or not os.path.isfile(cases):
+        return False
+    from cryosse.evaluate.realmaps import read_cases
+
+    data = read_cases(cases)[1]
+    return bool(data and data.is_dir())
 
 
 def bundle_targets(wildcards):
@@ -175,6 +172,11 @@ def bundle_export_input(wildcards):
         inputs["scores"] = "results/bundle/real_maps/real_maps.json"
     return inputs
 
+
+def real_maps_arg(wildcards, input):
+    return ["--real-maps", input.scores] if "scores" in input.keys() else []
+
+
 def predict_map_input(wildcards):
     return PREDICT_MAPS[wildcards.map_id]["path"]
 
@@ -191,67 +193,21 @@ def predict_args(wildcards):
         args += ["--model", m["model"]] + (["--chain", m["chain"]] if m.get("chain") else [])
     if m.get("contour") is not None:
         args += ["--contour", str(m["contour"])]
-    return " ".join(args)
+    return args
 
 
-def label_chain_args(wildcards):
+def map_chain_args(wildcards):
     chain = PREDICT_MAPS[wildcards.map_id].get("chain")
-    return f"--chains {chain}" if chain else ""
-
-
-def evaluate_chain_args(wildcards):
-    chain = PREDICT_MAPS[wildcards.map_id].get("chain")
-    return f"--chain {chain}" if chain else ""
+    return ["--chain", chain] if chain else []
 
 
 def predict_targets(wildcards):
     """Every configured map's prediction, and its evaluation when it has a model."""
-    out = [f"results/predict/{i}/summary.json" for i in PREDICT_MAPS]
-    return out + [f"results/evaluate_map/{i}/scores.json" for i, m in PREDICT_MAPS.items() if m.get("model")]
+    out = [f"results/predict/maps/{i}/summary.json" for i in PREDICT_MAPS]
+    return out + [f"results/predict/maps/{i}/scores.json" for i, m in PREDICT_MAPS.items() if m.get("model")]
 
 
-# A sample "<entry>_<chain>" of an experimental entry lives in the entry's component folder,
-# results/components/<entry>/<entry>_<chain>, and its model and DSSP in results/experimental/<entry>.
+def folder_of(key):
+    """A params function: the folder of output ``key`` (shell lines derive folders from it)."""
+    return lambda wildcards, output: os.path.dirname(output[key])
 
-
-def _entry_of(wildcards):
-    return wildcards.entry if "entry" in wildcards.keys() else wildcards.sample.rsplit("_", 1)[0]
-
-
-def _experimental(wildcards):
-    return re.fullmatch(EMDB_ID, _entry_of(wildcards)) is not None
-
-
-def component_input(wildcards):
-    return f"results/components/{_entry_of(wildcards)}" if _experimental(wildcards) else (
-        f"results/components/{_entry_of(wildcards)}_{wildcards.chain}"
-        if "chain" in wildcards.keys() else f"results/components/{wildcards.sample}")
-
-
-def component_dir(wildcards):
-    sample = wildcards.sample if "sample" in wildcards.keys() else f"{wildcards.entry}_{wildcards.chain}"
-    return f"results/components/{_entry_of(wildcards)}/{sample}" if _experimental(wildcards) else (
-        f"results/components/{sample}")
-
-
-def model_input(wildcards):
-    return f"results/experimental/{wildcards.entry}" if _experimental(wildcards) else model_path(wildcards)
-
-
-def model_file(wildcards):
-    return f"results/experimental/{wildcards.entry}/model.cif" if _experimental(wildcards) else (
-        model_path(wildcards))
-
-
-def sse_input(wildcards):
-    return f"results/experimental/{wildcards.entry}" if _experimental(wildcards) else (
-        f"results/sse/{wildcards.entry}.tsv")
-
-
-def sse_file(wildcards):
-    return f"results/experimental/{wildcards.entry}/sse.tsv" if _experimental(wildcards) else (
-        f"results/sse/{wildcards.entry}.tsv")
-
-
-def real_maps_arg(wildcards, input):
-    return f"--real-maps {input.scores}" if "scores" in input.keys() else ""

@@ -1,25 +1,21 @@
 rule split:
     input:
         table=structures_table,
-        sse=expand("results/sse/{entry}.tsv", entry=ENTRIES),
+        sse=expand("results/entries/{entry}/sse.tsv", entry=ENTRIES),
         prepared=all_prepared,
+        settings=stage_config("split"),
     output:
         splits="results/dataset/splits.tsv",
         folds="results/dataset/folds.tsv",
     params:
         sources=split_sources,
-        identity=config["split"]["max_identity"],
-        fractions=",".join(str(config["split"]["fractions"][s]) for s in ("train", "val", "test")),
-        seed=config["split"]["seed"],
-        kfold=config["split"]["kfold"],
     log:
         "logs/split/split.log",
     conda:
         "../../envs/cryosse.yaml"
     shell:
-        "cryosse split {params.sources} "
-        "--identity {params.identity} --fractions {params.fractions} --seed {params.seed} "
-        "--kfold {params.kfold} --folds {output.folds} -o {output.splits} 2> {log}"
+        "cryosse split {params.sources:q} --config {input.settings:q} --folds {output.folds:q} "
+        "-o {output.splits:q} 2> {log:q}"
 
 
 checkpoint dataset:
@@ -34,8 +30,8 @@ checkpoint dataset:
     conda:
         "../../envs/cryosse.yaml"
     shell:
-        "cryosse dataset {input.components} --splits {input.splits} "
-        "--manifest {output.manifest} --datalist {output.datalist} 2> {log}"
+        "cryosse dataset {input.components:q} --splits {input.splits:q} "
+        "--manifest {output.manifest:q} --datalist {output.datalist:q} 2> {log:q}"
 
 
 rule dataset_report:
@@ -47,10 +43,12 @@ rule dataset_report:
         balance="results/dataset/report/class_balance.png",
         resolution="results/dataset/report/resolution.png",
         thumbnails="results/dataset/report/thumbnails.png",
+    params:
+        folder=folder_of("report"),
     log:
         "logs/dataset_report/dataset_report.log",
     conda:
         "../../envs/cryosse.yaml"
     shell:
-        "cryosse dataset-report --manifest {input.manifest} --splits {input.splits} "
-        "-o results/dataset/report 2> {log}"
+        "cryosse dataset-report --manifest {input.manifest:q} --splits {input.splits:q} "
+        "-o {params.folder:q} 2> {log:q}"

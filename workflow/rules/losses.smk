@@ -5,18 +5,12 @@
 rule train_loss:
     input:
         datalist="results/dataset/datalist.json",
+        settings=stage_config("losses"),
     output:
         checkpoint="results/losses/{loss}/checkpoint.pt",
         card="results/losses/{loss}/model_card.json",
     params:
-        preset=config["train"]["preset"],
-        voxel=config["train"]["voxel_size_a"],
-        patch=config["train"]["patch"],
-        batch=config["train"]["batch"],
-        steps=config["compare_losses"]["steps"],
-        lr=config["train"]["lr"],
-        seed=config["compare_losses"]["seed"],
-        val_every=config["train"]["val_every"],
+        folder=folder_of("checkpoint"),
     threads: 2
     log:
         "logs/train_loss/{loss}.log",
@@ -25,10 +19,8 @@ rule train_loss:
     conda:
         "../../envs/cryosse.yaml"
     shell:
-        "cryosse train --datalist {input.datalist} --out-dir results/losses/{wildcards.loss} "
-        "--preset {params.preset} --loss {wildcards.loss} --voxel-size {params.voxel} "
-        "--patch {params.patch} --batch {params.batch} --steps {params.steps} --lr {params.lr} "
-        "--seed {params.seed} --val-every {params.val_every} --threads {threads} 2> {log}"
+        "cryosse train --datalist {input.datalist:q} --config {input.settings:q} --loss {wildcards.loss:q} "
+        "--threads {threads} -o {params.folder:q} 2> {log:q}"
 
 
 rule score_loss:
@@ -42,8 +34,8 @@ rule score_loss:
     conda:
         "../../envs/cryosse.yaml"
     shell:
-        "cryosse score --checkpoint {input.checkpoint} --datalist {input.datalist} --split test "
-        "-o {output} 2> {log}"
+        "cryosse score --checkpoint {input.checkpoint:q} --datalist {input.datalist:q} --split test "
+        "-o {output:q} 2> {log:q}"
 
 
 rule compare_losses:
@@ -53,9 +45,11 @@ rule compare_losses:
         table="results/losses/comparison.md",
         tsv="results/losses/comparison.tsv",
         chart="results/losses/comparison.png",
+    params:
+        folder=folder_of("table"),
     log:
         "logs/compare_losses/compare_losses.log",
     conda:
         "../../envs/cryosse.yaml"
     shell:
-        "cryosse compare-losses {input} -o results/losses > {log} 2>&1"
+        "cryosse compare-losses {input:q} -o {params.folder:q} > {log:q} 2>&1"

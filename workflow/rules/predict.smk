@@ -1,42 +1,47 @@
+# The test split: each accepted test component predicted and scored (results/predict/test/{sample}/),
+# then the report. Configured maps (config predict.maps): each segmented on its own grid and, with a
+# fitted model, scored (results/predict/maps/{map_id}/). GPU via the profile (slurm: gpu 1); CPU
+# when there is none.
+
+
 rule predict_component:
     input:
-        component=component_input,
+        components=lambda wc: LAYOUT.components(wc.any_entry),
         checkpoint="results/model/checkpoint.pt",
     output:
-        helix="results/predictions/{sample}/helix_prob.mrc",
-        sheet="results/predictions/{sample}/sheet_prob.mrc",
-        labels="results/predictions/{sample}/labels.mrc",
+        helix="results/predict/test/{any_entry}_{chain}/helix_prob.mrc",
+        sheet="results/predict/test/{any_entry}_{chain}/sheet_prob.mrc",
+        labels="results/predict/test/{any_entry}_{chain}/labels.mrc",
+    params:
+        density=lambda wc: f"{LAYOUT.component(f'{wc.any_entry}_{wc.chain}')}/density.mrc",
+        folder=folder_of("labels"),
     log:
-        "logs/predict/{sample}.log",
+        "logs/predict/{any_entry}_{chain}.log",
     conda:
         "../../envs/cryosse.yaml"
-    params:
-        component=component_dir,
     shell:
-        "cryosse predict {params.component}/density.mrc --checkpoint {input.checkpoint} "
-        "-o results/predictions/{wildcards.sample} 2> {log}"
+        "cryosse predict {params.density:q} --checkpoint {input.checkpoint:q} -o {params.folder:q} 2> {log:q}"
 
 
 rule evaluate_component:
     input:
-        component=component_input,
-        labels="results/predictions/{entry}_{chain}/labels.mrc",
-        model=model_input,
-        sse=sse_input,
+        components=lambda wc: LAYOUT.components(wc.any_entry),
+        labels="results/predict/test/{any_entry}_{chain}/labels.mrc",
+        entry=lambda wc: LAYOUT.entry_inputs(wc.any_entry),
     output:
-        "results/evaluation/{entry}_{chain}.json",
+        "results/predict/test/{any_entry}_{chain}/scores.json",
     params:
-        component=component_dir,
-        model=model_file,
-        sse=sse_file,
+        component=lambda wc: LAYOUT.component(f"{wc.any_entry}_{wc.chain}"),
+        model=lambda wc: LAYOUT.model(wc.any_entry),
+        sse=lambda wc: LAYOUT.sse(wc.any_entry),
     log:
-        "logs/evaluate/{entry}_{chain}.log",
+        "logs/evaluate/{any_entry}_{chain}.log",
     conda:
         "../../envs/cryosse.yaml"
     shell:
-        "cryosse evaluate --prediction {input.labels} --truth {params.component}/labels.mrc "
-        "--density {params.component}/density.mrc --model {params.model} --chain {wildcards.chain} "
-        "--sse {params.sse} --id {wildcards.entry}_{wildcards.chain} --json {output} > {log} 2>&1"
+        "cryosse evaluate --prediction {input.labels:q} --truth {params.component:q}/labels.mrc "
+        "--density {params.component:q}/density.mrc --model {params.model:q} --chain {wildcards.chain:q} "
+        "--sse {params.sse:q} --id {wildcards.any_entry:q}_{wildcards.chain:q} -o {output:q} > {log:q} 2>&1"
 
 
 rule report:
@@ -47,29 +52,30 @@ rule report:
         report="results/report/report.md",
         f1="results/report/f1.json",
         chart="results/report/f1.png",
+    params:
+        folder=folder_of("report"),
     log:
         "logs/report/report.log",
     conda:
         "../../envs/cryosse.yaml"
     shell:
-        "cryosse report {input.evals} --model-card {input.card} -o results/report 2> {log}"
+        "cryosse report {input.evals:q} --model-card {input.card:q} -o {params.folder:q} 2> {log:q}"
 
 
-# Configured maps (config predict.maps): segment each on its own grid, and score it against its
-# fitted model when one is given. GPU via the profile (slurm: gpu 1); CPU when there is none.
 rule predict:
     input:
         map=predict_map_input,
         checkpoint=PREDICT["checkpoint"],
+        settings=stage_config("predict"),
     output:
-        helix="results/predict/{map_id}/helix_prob.mrc",
-        sheet="results/predict/{map_id}/sheet_prob.mrc",
-        labels="results/predict/{map_id}/labels.mrc",
-        view="results/predict/{map_id}/view.cxc",
-        summary="results/predict/{map_id}/summary.json",
+        helix="results/predict/maps/{map_id}/helix_prob.mrc",
+        sheet="results/predict/maps/{map_id}/sheet_prob.mrc",
+        labels="results/predict/maps/{map_id}/labels.mrc",
+        view="results/predict/maps/{map_id}/view.cxc",
+        summary="results/predict/maps/{map_id}/summary.json",
     params:
         options=predict_args,
-        memory=PREDICT["max_memory_gb"],
+        folder=folder_of("summary"),
     threads: 2
     log:
         "logs/predict_map/{map_id}.log",
@@ -78,8 +84,8 @@ rule predict:
     conda:
         "../../envs/cryosse.yaml"
     shell:
-        "cryosse predict {input.map} --checkpoint {input.checkpoint} {params.options} "
-        "--max-memory-gb {params.memory} --threads {threads} -o results/predict/{wildcards.map_id} 2> {log}"
+        "cryosse predict {input.map:q} --checkpoint {input.checkpoint:q} {params.options:q} "
+        "--config {input.settings:q} --threads {threads} -o {params.folder:q} 2> {log:q}"
 
 
 rule truth_labels:
@@ -87,36 +93,36 @@ rule truth_labels:
         map=predict_map_input,
         model=predict_model_input,
     output:
-        "results/evaluate_map/{map_id}/truth_labels.mrc",
+        "results/predict/maps/{map_id}/truth_labels.mrc",
     params:
-        chains=label_chain_args,
+        chain=map_chain_args,
     log:
         "logs/truth_labels/{map_id}.log",
     conda:
         "../../envs/cryosse.yaml"
     shell:
-        "cryosse label {input.model} {input.map} {params.chains} -o {output} 2> {log}"
+        "cryosse label {input.model:q} {input.map:q} {params.chain:q} -o {output:q} 2> {log:q}"
 
 
 rule evaluate_map:
     input:
         map=predict_map_input,
         model=predict_model_input,
-        labels="results/predict/{map_id}/labels.mrc",
-        truth="results/evaluate_map/{map_id}/truth_labels.mrc",
+        labels="results/predict/maps/{map_id}/labels.mrc",
+        truth="results/predict/maps/{map_id}/truth_labels.mrc",
     output:
-        scores="results/evaluate_map/{map_id}/scores.json",
-        png="results/evaluate_map/{map_id}/slices.png",
+        scores="results/predict/maps/{map_id}/scores.json",
+        png="results/predict/maps/{map_id}/slices.png",
     params:
-        chain=evaluate_chain_args,
+        chain=map_chain_args,
     log:
         "logs/evaluate_map/{map_id}.log",
     conda:
         "../../envs/cryosse.yaml"
     shell:
-        "cryosse evaluate --prediction {input.labels} --truth {input.truth} --density {input.map} "
-        "--model {input.model} {params.chain} --id {wildcards.map_id} --json {output.scores} "
-        "--png {output.png} > {log} 2>&1"
+        "cryosse evaluate --prediction {input.labels:q} --truth {input.truth:q} --density {input.map:q} "
+        "--model {input.model:q} {params.chain:q} --id {wildcards.map_id:q} -o {output.scores:q} "
+        "--png {output.png:q} > {log:q} 2>&1"
 
 
 rule predict_maps:
