@@ -7,13 +7,14 @@ SNAKEMAKE := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --workflow-profile 
 
 .PHONY: setup mkdssp demo test bench lint dryrun clean
 
-# torch is pinned to 2.13.0: on this machine kind pip takes the local CPU build; elsewhere
-# install the CUDA build of torch==2.13.0 first (see README) and pip keeps it.
-$(BIN)/cryosse: pyproject.toml
+# Exact versions from constraints.txt (pyproject.toml holds ranges). torch: pip takes the CPU
+# build of the pinned version where the index offers it; for CUDA install the CUDA build of the
+# same version first (constraints.txt says how) and pip keeps it.
+$(BIN)/cryosse: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[workflow,test]'
+	$(BIN)/pip install --quiet -c constraints.txt torch
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[workflow,test]'
 	@touch $@
 
 setup: $(BIN)/cryosse mkdssp
