@@ -17,15 +17,8 @@ from __future__ import annotations
 import re
 
 from .ids import EMDB
-from .prep.structures import (
-    Entry,
-    ExperimentalEntry,
-    experimental_entries,
-    load_structures,
-    predict_maps,
-    resolution_for,
-    sample_id,
-)
+from .prep.structures import (Entry, ExperimentalEntry, experimental_entries, load_structures, predict_maps,
+                              resolution_for, sample_id)
 
 __all__ = ["Layout", "stage_configs", "is_experimental", "load_structures", "experimental_entries",
            "predict_maps", "resolution_for", "sample_id", "Entry", "ExperimentalEntry", "STAGES"]

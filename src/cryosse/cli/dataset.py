@@ -4,17 +4,8 @@ from __future__ import annotations
 from ..errors import InputError
 from ..prep.split import SplitConfig
 from ..prep.trainingset import TrainingSetConfig
-from .options import (
-    add_command,
-    alias,
-    config_option,
-    field_option,
-    floats,
-    output_option,
-    say,
-    settings,
-    strings,
-)
+from .options import (add_command, alias, config_option, field_option, floats, output_option, say, settings,
+                      strings)
 
 
 def _fractions(text: str) -> dict:

@@ -3,15 +3,7 @@ from __future__ import annotations
 
 from ..errors import CryosseError, InputError
 from ..fetch import ArchiveConfig, EmdbQuery, FetchConfig
-from .options import (
-    add_command,
-    alias,
-    config_option,
-    field_option,
-    output_option,
-    say,
-    settings,
-)
+from .options import add_command, alias, config_option, field_option, output_option, say, settings
 
 
 def cmd_fetch(a) -> None:

@@ -70,6 +70,8 @@ def field_option(p, cls, name: str, *flags: str, help: str, **kw):
         p.set_defaults(_settings=p.get_default("_settings") + [cls])
     if kw.get("action") == "store_true":
         return p.add_argument(*flags, dest=name, default=argparse.SUPPRESS, help=help, **kw)
+    if "metavar" not in kw and "choices" not in kw:  # --zone-radius ZONE_RADIUS, not the field's name
+        kw["metavar"] = next(f for f in flags if f.startswith("--"))[2:].replace("-", "_").upper()
     return p.add_argument(*flags, dest=name, default=argparse.SUPPRESS,
                           help=f"{help} (default: {_shown(d) if d is not None else 'none'})", **kw)
 

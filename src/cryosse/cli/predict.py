@@ -6,16 +6,7 @@ import argparse
 from ..errors import InputError
 from ..inference.config import PredictConfig
 from ..prep.components import ComponentConfig
-from .options import (
-    add_command,
-    alias,
-    config_option,
-    field_option,
-    output_option,
-    say,
-    settings,
-    strings,
-)
+from .options import add_command, alias, config_option, field_option, output_option, say, settings, strings
 
 
 def cmd_predict(a) -> None:

@@ -10,16 +10,7 @@ from ..prep.density import SimulateConfig
 from ..prep.experimental import NORMALISE_MODES, QualityConfig
 from ..prep.labels import LabelConfig
 from ..prep.sse import ENGINES, SSEConfig
-from .options import (
-    add_command,
-    alias,
-    config_option,
-    field_option,
-    output_option,
-    say,
-    settings,
-    strings,
-)
+from .options import add_command, alias, config_option, field_option, output_option, say, settings, strings
 
 _MAP_EXT = (".mrc", ".map", ".ccp4", ".mrcs", ".mrc.gz", ".map.gz", ".ccp4.gz")
 _MODEL_EXT = (".pdb", ".cif", ".ent", ".mmcif", ".pdb.gz", ".cif.gz", ".ent.gz", ".mmcif.gz")
@@ -188,6 +179,13 @@ def label_radius_option(p, cls=LabelConfig, name="radius_a"):
     alias(p, "--radius", dest=name, type=float)
 
 
+def provenance_options(p, when: str = ""):
+    """What meta.json records about the sample's origin."""
+    p.add_argument("--entry", help=f"{when}entry id, recorded in meta.json (samples are <entry>_<chain>)")
+    p.add_argument("--pdb-id", help=f"{when}PDB id, recorded in meta.json")
+    p.add_argument("--resolution", type=float, help=f"{when}map resolution in Å, recorded in meta.json")
+
+
 def component_options(p):
     field_option(p, ComponentConfig, "zone_radius_a", "--zone-radius", type=float,
                  help="density kept within this many Å of the chain's heavy atoms")
@@ -255,9 +253,7 @@ def register(sub) -> None:
     s.add_argument("map", metavar="MAP", help="density map (MRC/CCP4)")
     chain_option(s, "the chain to cut (required)", required=True)
     s.add_argument("--id", help="sample id (default <model>_<chain>)")
-    s.add_argument("--entry", help="entry id, recorded in meta.json")
-    s.add_argument("--pdb-id", help="PDB id, recorded in meta.json")
-    s.add_argument("--resolution", type=float, help="map resolution in Å, recorded in meta.json")
+    provenance_options(s)
     component_options(s)
     sse_option(s)
     output_option(s, "output folder")
@@ -274,9 +270,7 @@ def register(sub) -> None:
     s.add_argument("--map", help="density map of a simulated entry (instead of PREPARED)")
     s.add_argument("--model", help="its atomic model")
     chain_option(s, "with --map: the chains, comma-separated")
-    s.add_argument("--entry", help="with --map: the entry id (samples are <entry>_<chain>)")
-    s.add_argument("--pdb-id", help="with --map: PDB id, recorded in meta.json")
-    s.add_argument("--resolution", type=float, help="with --map: resolution in Å, recorded in meta.json")
+    provenance_options(s, "with --map: ")
     sse_option(s)
     component_options(s)
     output_option(s, "output folder")

@@ -7,15 +7,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..train.config import LOSSES, TrainConfig
-from .options import (
-    add_command,
-    config_option,
-    field_option,
-    floats,
-    output_option,
-    say,
-    settings,
-)
+from .options import add_command, config_option, field_option, floats, output_option, say, settings
 
 
 def _oversample(text: str) -> dict:

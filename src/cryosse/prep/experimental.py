@@ -27,15 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CryosseError
-from ..io import (
-    Map,
-    atomic_path,
-    protein_atoms,
-    read_map,
-    read_model,
-    write_json,
-    write_map,
-)
+from ..io import Map, atomic_path, protein_atoms, read_map, read_model, write_json, write_map
 from .density import resample_to_grid, simulate_density, zscore
 from .labels import within
 from .sse import assign_sse, sse_class_of, write_sse
