@@ -96,7 +96,7 @@ def tiny_dataset(tmp_path_factory) -> Path:
         assert main(["simulate", str(model), "--resolution", str(res), "-o", str(root / f"{entry}.mrc")]) == 0
         assert main(["sse", str(model), "-o", str(root / f"{entry}.tsv")]) == 0
         out = root / "components" / f"{entry}_{chain}"
-        assert main(["crop", str(root / f"{entry}.mrc"), str(model), "--chain", chain, "--id",
+        assert main(["crop", str(model), str(root / f"{entry}.mrc"), "--chain", chain, "--id",
                      f"{entry}_{chain}", "--entry", entry, "--sse", str(root / f"{entry}.tsv"),
                      "--resolution", str(res), "-o", str(out)]) == 0
         comps.append(out)

@@ -54,3 +54,32 @@ def test_modules_are_small_and_prep_never_imports_later_stages():
         assert not later.search(f.read_text()), f
     for f in (src / "fetch").rglob("*.py"):
         assert not re.search(r"^\s*from \.\.(prep|train|net|inference|evaluate)\b", f.read_text(), re.M), f
+
+
+@pytest.mark.parametrize("old,new", [
+    (["train", "--datalist", "d", "--out-dir", "X"], ["train", "--datalist", "d", "-o", "X"]),
+    (["label", "m.pdb", "x.mrc", "--chains", "A,B", "--radius", "2.5", "-o", "l.mrc"],
+     ["label", "m.pdb", "x.mrc", "--chain", "A,B", "--label-radius", "2.5", "-o", "l.mrc"]),
+    (["predict", "x.mrc", "--zone", "4", "--chains", "A", "-o", "p"],
+     ["predict", "x.mrc", "--zone-radius", "4", "--chain", "A", "-o", "p"]),
+    (["split", "--identity", "0.4", "-o", "s.tsv"], ["split", "--max-identity", "0.4", "-o", "s.tsv"]),
+    (["query-emdb", "--resolution", "4", "8", "-o", "q.tsv"], ["query-emdb", "--resolution-range", "4", "8", "-o", "q.tsv"]),
+    (["evaluate", "--prediction", "p", "--truth", "t", "--json", "s.json"],
+     ["evaluate", "--prediction", "p", "--truth", "t", "-o", "s.json"]),
+])
+def test_old_spellings_are_hidden_aliases(old, new):
+    from cryosse.cli import build_parser
+
+    p = build_parser()
+    a, b = vars(p.parse_args(old)), vars(p.parse_args(new))
+    assert {k: v for k, v in a.items() if k != "func"} == {k: v for k, v in b.items() if k != "func"}
+    sub = next(x for x in p._actions if x.dest == "command").choices[new[0]]
+    hidden = [f for f in old if f.startswith("--") and f not in new]
+    assert not [f for f in hidden if re.search(re.escape(f) + r"(?![-\w])", sub.format_help())]
+
+
+def test_missing_output_is_one_line_naming_the_flag(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "cryosse", "simulate", str(tmp_path / "m.pdb")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "cryosse simulate: error: the following arguments are required: -o/--output"]
