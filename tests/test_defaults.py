@@ -176,9 +176,24 @@ def test_workflow_stage_configs_are_accepted_by_their_commands(tmp_path):
              "query": [EmdbQuery, FetchConfig, ArchiveConfig], "experimental": [QualityConfig],
              "split": [SplitConfig], "train": [TrainConfig], "losses": [TrainConfig],
              "training_set": [TrainingSetConfig], "bundle_train": [TrainConfig], "predict": [PredictConfig]}
+    import argparse
+    import json
+
+    from cryosse.cli.options import settings
+
     for stage, values in cfgs.items():
         known = {f.name for c in reads[stage] for f in dataclasses.fields(c)}
         assert set(values) <= known, (stage, set(values) - known)
+        # read back as the command reads it: every value of the default's type
+        f = tmp_path / f"{stage}.json"
+        f.write_text(json.dumps(values))
+        got = settings(argparse.Namespace(config=str(f), command=stage), *reads[stage])
+        for obj in (got if isinstance(got, tuple) else (got,)):
+            for field in dataclasses.fields(obj):
+                if field.name in values:
+                    d, v = _default(type(obj), field.name), getattr(obj, field.name)
+                    if d is not None:
+                        assert type(v) is type(d), (stage, field.name, v, d)
 
 
 SCHEMA_IDS = {  # schema key path (items or field) -> the grammar's pattern

@@ -243,3 +243,17 @@ def test_end_to_end_tiny(tmp_path):
     for loss in ("ce", "focal", "dice", "ce_dice", "focal_dice"):
         assert f"| {loss} |" in table
     assert (res / "losses/comparison.png").read_bytes()[:4] == b"\x89PNG"
+    # the bundled model's recipe, really run at a tiny budget: training maps, one run per seed with
+    # the recipe's settings (from results/config/bundle_train.json), the ensemble and the export
+    cfg["bundle"] = {"steps": 4, "val_every": 2, "seeds": [0, 1], "resolutions_a": [6.0], "realism_ramp": "0.0,0.5"}
+    cfg["real_maps"] = ""
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r4 = snakemake("--cores", "2", "bundled_model", cwd=tmp_path)
+    assert r4.returncode == 0, r4.stdout[-3000:] + r4.stderr[-3000:]
+    card = json.loads((res / "bundle/cryosse-sse-v1.json").read_text())
+    assert card["arch"]["type"] == "ensemble" and [m["seed"] for m in card["members"]] == [0, 1]
+    for m in card["members"]:
+        tc = m["train_config"]
+        assert (tc["preset"], tc["loss"], tc["norm"], tc["realism"], tc["steps"]) == ("resunet_fine", "dice", "local", True, 4)
+        assert tc["realism_ramp"] == [0.0, 0.5]
+    assert card["recipe"]["target"] == "snakemake bundled_model"

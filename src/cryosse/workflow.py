@@ -61,7 +61,9 @@ def stage_configs(config: dict) -> dict[str, dict]:
         "training_set": {"resolutions_a": bundle["resolutions_a"], "voxel_size_a": bundle["voxel_size_a"],
                          "label_radius_a": radius, "train_splits": bundle["train_splits"],
                          "max_identity": config["split"]["max_identity"]},
-        "bundle_train": {k: bundle[k] for k in _TRAIN_KEYS},  # the seed comes from the job
+        # the seed comes from the job; the config writes the ramp as "start,full"
+        "bundle_train": {**{k: bundle[k] for k in _TRAIN_KEYS},
+                         "realism_ramp": [float(v) for v in str(bundle["realism_ramp"]).split(",")]},
         "predict": {"max_memory_gb": config["predict"]["max_memory_gb"]},
     }
 
