@@ -17,12 +17,8 @@ _MODEL_EXT = (".pdb", ".cif", ".ent", ".mmcif", ".pdb.gz", ".cif.gz", ".ent.gz",
 
 
 def cmd_simulate(a) -> None:
-    import numpy as np
-
-    from ..io import protein_atoms, read_model, write_json, write_map
-    from ..prep.density import simulate_density
-    from ..prep.labels import DEFAULT_RADIUS_A, within
-    from ..prep.realism import degrade
+    from ..io import read_model, write_json, write_map
+    from ..prep.density import degrade_like_native, simulate_density
 
     cfg = settings(a, SimulateConfig)
     st = read_model(a.model)
@@ -32,9 +28,7 @@ def cmd_simulate(a) -> None:
     m = simulate_density(st, cfg.resolution_a, cfg.voxel_size_a, cfg.padding_a)
     extra = ""
     if a.realism_seed is not None:
-        near = within(m, protein_atoms(st).xyz, DEFAULT_RADIUS_A)  # the protein, as the labels see it
-        data, params = degrade(m.data, near, cfg.voxel_size_a, np.random.default_rng(a.realism_seed))
-        m = m.with_data(data)
+        m, params = degrade_like_native(m, st, a.realism_seed)
         record = Path(str(a.output) + ".realism.json")
         write_json(record, {"seed": a.realism_seed, "resolution_a": cfg.resolution_a, "effects": params})
         extra = f", realism {', '.join(k for k in params if k not in ('scale', 'offset')) or 'none'} ({record.name})"

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..io import Map
 
-__all__ = ["simulate_density", "model_box", "resample", "resample_to_grid", "zscore",
+__all__ = ["simulate_density", "degrade_like_native", "SimulateConfig", "model_box", "resample", "resample_to_grid", "zscore",
            "sigma_for_resolution"]
 
 #: Gaussian width per Å of resolution (ChimeraX ``molmap`` convention, sigma = 0.225 * res).
@@ -128,3 +128,16 @@ def zscore(data: np.ndarray) -> np.ndarray:
     d = data.astype(np.float32)
     sd = float(d.std())
     return (d - float(d.mean())) / sd if sd > 0 else np.zeros_like(d)
+
+
+def degrade_like_native(m: Map, structure, seed: int) -> tuple[Map, dict]:
+    """``m`` (a simulation of ``structure``) degraded like a native map by one seeded draw of
+    :func:`cryosse.prep.realism.degrade` (the protein: voxels within the label radius of its
+    heavy atoms); returns the map and the effects with their parameters."""
+    from ..io import protein_atoms
+    from .labels import DEFAULT_RADIUS_A, within
+    from .realism import degrade
+
+    near = within(m, protein_atoms(structure).xyz, DEFAULT_RADIUS_A)
+    data, params = degrade(m.data, near, m.voxel_size_a[0], np.random.default_rng(seed))
+    return m.with_data(data), params
