@@ -43,7 +43,7 @@ def cmd_score(a) -> None:
     from ..evaluate import score_checkpoint
     from ..io import write_json
 
-    res = score_checkpoint(a.checkpoint, a.datalist, a.split, None if a.device == "auto" else a.device)
+    res = score_checkpoint(a.checkpoint, a.datalist, a.split, a.device)
     write_json(a.output, res)
     v = res["voxel"]
     say(f"{a.output}: {res['n_samples']} {a.split} samples, voxel F1 helix {v['helix']['f1']:.3f}, "
@@ -72,7 +72,7 @@ def cmd_report(a) -> None:
 def cmd_real_maps(a) -> None:
     from ..evaluate.realmaps import format_real_table, score_real_maps
 
-    s = score_real_maps(a.checkpoint, a.cases, a.data, a.output, device=None if a.device == "auto" else a.device,
+    s = score_real_maps(a.checkpoint, a.cases, a.data, a.output, device=a.device,
                         tta=a.tta, diagnose=a.diagnose)
     print(format_real_table(s))
 

@@ -15,9 +15,7 @@ def cmd_predict(a) -> None:
     cfg, zone = settings(a, PredictConfig, ComponentConfig)
     if cfg.max_memory_gb <= 0 or not 0 <= cfg.overlap < 1 or cfg.batch < 1 or cfg.tile < 0:
         raise InputError(a.map, "--max-memory-gb and --batch must be positive, --overlap in [0, 1), --tile >= 0")
-    if cfg.device in ("auto", ""):
-        cfg = PredictConfig(**{**cfg.__dict__, "device": None})
-    if cfg.device and cfg.device not in ("cpu", "cuda") and not cfg.device.startswith("cuda:"):
+    if cfg.device and cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
         raise InputError(a.map, f"unknown --device {cfg.device!r} (cpu, cuda)")
     s = predict_to_dir(a.map, a.checkpoint or BUNDLED_CHECKPOINT, a.output, cfg, model=a.model,
                        chains=list(a.chain) if a.chain else None, zone_cfg=zone)
@@ -45,7 +43,7 @@ def register(sub) -> None:
     field_option(s, ComponentConfig, "zone_radius_a", "--zone-radius", type=float,
                  help="with --model: zone radius in Å around the chain's heavy atoms")
     alias(s, "--zone", dest="zone_radius_a", type=float)
-    field_option(s, PredictConfig, "device", "--device", help="cpu or cuda (none: cuda when available)")
+    field_option(s, PredictConfig, "device", "--device", help="auto, cpu or cuda (none or auto: cuda when available)")
     s.add_argument("--no-amp", dest="amp", action="store_false", default=argparse.SUPPRESS,
                    help="no fp16 autocast on CUDA")
     field_option(s, PredictConfig, "overlap", "--overlap", type=float, help="tile overlap fraction")

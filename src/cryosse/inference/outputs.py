@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..net.device import resolve_device
 from ..io import Map, write_json, write_map, write_map_mmap, write_text
 from ..prep.components import ComponentConfig
 from .memory import GB, plan_memory
@@ -74,10 +75,7 @@ def predict_to_dir(map_path: str | os.PathLike, checkpoint: str | os.PathLike,
         zone = chain_zone(m, atoms.xyz, tuple(chains or sorted({c for c in atoms.chain})), zone_cfg)
     elif chains:
         raise InputError("--chain", "needs --model")
-    import torch
-
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    plan = plan_memory(m.data.shape, m.voxel_size_a, card, net, cfg, zone, device)
+    plan = plan_memory(m.data.shape, m.voxel_size_a, card, net, cfg, zone, resolve_device(cfg.device))
     budget = cfg.max_memory_gb * GB
     if plan.streamed > budget:
         raise InputError(map_path, f"needs about {plan.streamed / GB:.2f} GB even with outputs streamed to "

@@ -32,6 +32,7 @@ import numpy as np
 from .. import BACKGROUND, HELIX, SHEET
 from ..errors import InputError
 from ..io import Map
+from ..net.device import resolve_device
 from ..prep.components import ComponentConfig, crop_box, extract
 from .config import PredictConfig, Zone
 from .memory import cpu_threads
@@ -134,7 +135,7 @@ def predict_map(m: Map, net, card: dict, cfg: PredictConfig = PredictConfig(), *
     import torch
 
     t0 = time.perf_counter()
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(cfg.device)
     amp = (device.startswith("cuda")) if cfg.amp is None else cfg.amp
     net = net.to(device).eval()
     threads_before = torch.get_num_threads()

@@ -26,6 +26,7 @@ from .. import DATA_CONTRACT_VERSION, __version__
 from ..errors import InputError
 from ..io import write_json, write_text
 from ..metrics import CLASS3, confusion, prf_from_confusion
+from ..net.device import resolve_device
 from ..net.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from ..net.inputs import NORMALISATIONS
 from ..net.network import PRESETS, build_network
@@ -202,7 +203,7 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check(cfg)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    device = resolve_device(cfg.device)
     use_amp = cfg.amp and device == "cuda"
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
