@@ -72,12 +72,15 @@ class Layout:
     """Paths of every entry's artifacts, the same functions for simulated entries (a
     structures table) and experimental ones (EMD-NNNN, prepared into one folder)."""
 
+    #: the folder of every entry's folder
+    ENTRIES = "results/entries"
+
     def __init__(self, structures: dict[str, Entry]):
         self.structures = structures
 
-    @staticmethod
-    def entry_dir(entry: str) -> str:
-        return f"results/entries/{entry}"
+    @classmethod
+    def entry_dir(cls, entry: str) -> str:
+        return f"{cls.ENTRIES}/{entry}"
 
     @staticmethod
     def entry_of(sample: str) -> str:

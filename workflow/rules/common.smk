@@ -10,7 +10,7 @@ from cryosse.fetch import read_query_table
 from cryosse.io import read_tsv
 from cryosse.train.config import LOSSES
 from cryosse.workflow import (Layout, STAGES, experimental_entries, is_experimental, load_structures,
-                              predict_maps, resolution_for, sample_id, stage_configs)
+                              predict_maps, resolution_for, stage_configs)
 
 
 validate(config, "../schemas/config.schema.yaml")
@@ -22,7 +22,6 @@ STRUCTURES = (
     else {}
 )
 ENTRIES = list(STRUCTURES)
-SAMPLES = [sample_id(e.entry, c) for e in STRUCTURES.values() for c in e.chains]
 SIM = config["simulate"]
 PREDICT = config["predict"]
 PREDICT_MAPS = predict_maps(PREDICT["maps"])
@@ -88,7 +87,7 @@ def structures_table(wildcards):
 def split_sources(wildcards, input):
     args = []
     if STRUCTURES:
-        args += ["--structures", input.table[0], "--sse-dir", "results/entries", "--entries", ",".join(ENTRIES)]
+        args += ["--structures", input.table[0], "--sse-dir", LAYOUT.ENTRIES, "--entries", ",".join(ENTRIES)]
     if input.prepared:
         args += ["--prepared", *input.prepared]
     return args

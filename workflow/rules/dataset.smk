@@ -1,7 +1,7 @@
 rule split:
     input:
         table=structures_table,
-        sse=expand("results/entries/{entry}/sse.tsv", entry=ENTRIES),
+        sse=[LAYOUT.sse(e) for e in ENTRIES],
         prepared=all_prepared,
         settings=stage_config("split"),
     output:

@@ -32,13 +32,13 @@ def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def add_command(sub, name: str, help: str, description: str, example: str, func, aliases=()):
+def add_command(sub, name: str, help: str, description: str, example: str, func):
     """A subcommand with its description and an example (``example`` lines, without the
     ``cryosse`` prefix)."""
     epilog = "example:\n" + "\n".join(f"  cryosse {line}" for line in example.strip().splitlines())
     p = sub.add_parser(name, help=help, description=textwrap.fill(" ".join(description.split()), 92), epilog=epilog,
-                       formatter_class=HelpFormatter, aliases=list(aliases))
-    p.set_defaults(func=func, _settings=[], _required_output=None)
+                       formatter_class=HelpFormatter)
+    p.set_defaults(func=func, _required_output=None)
     return p
 
 
@@ -66,8 +66,6 @@ def field_option(p, cls, name: str, *flags: str, help: str, **kw):
     """An option for field ``name`` of settings ``cls``: its default is the field's, shown in
     the help; a flag given on the command line overrides ``--config`` (see :func:`settings`)."""
     d = default_of(cls, name)
-    if cls not in p.get_default("_settings"):
-        p.set_defaults(_settings=p.get_default("_settings") + [cls])
     if kw.get("action") == "store_true":
         return p.add_argument(*flags, dest=name, default=argparse.SUPPRESS, help=help, **kw)
     if "metavar" not in kw and "choices" not in kw:  # --zone-radius ZONE_RADIUS, not the field's name
@@ -85,7 +83,7 @@ def output_option(p, help: str, *old: str):
     """``-o/--output`` (required), with hidden old spellings ``old``."""
     p.add_argument("-o", "--output", help=f"{help} (required)")
     for flag in old:
-        p.add_argument(flag, dest="output", help=argparse.SUPPRESS)
+        alias(p, flag, dest="output")
     p.set_defaults(_required_output=True)
 
 

@@ -25,7 +25,7 @@ MANIFEST_COLUMNS = ["id", "entry", "chain", "pdb_id", "split", "status", "reason
 
 def _component_folders(dirs) -> list[Path]:
     """Component folders (holding ``meta.json``); a folder without one stands for the
-    component folders inside it (one per chain of an experimental entry)."""
+    component folders inside it (an entry's, one per chain)."""
     out = []
     for d in map(Path, dirs):
         if (d / "meta.json").is_file():
