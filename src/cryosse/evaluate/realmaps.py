@@ -22,7 +22,9 @@ from .zone import RealCase, score_case
 
 __all__ = ["read_cases", "score_real_maps", "format_real_table", "card_scores"]
 
-_CASE_KEYS = {"name", "map", "model", "native_resolution_a", "lowpass_a", "has_sheet", "note"}
+_CASE_KEYS = {"name", "map", "model", "native_resolution_a", "lowpass_a", "has_sheet", "note", "set"}
+#: The validation sets a case may belong to (see bench/real_maps.yaml).
+SETS = ("selection", "report")
 
 
 def read_cases(path: str | os.PathLike) -> tuple[list[RealCase], Path | None]:
@@ -44,10 +46,13 @@ def read_cases(path: str | os.PathLike) -> tuple[list[RealCase], Path | None]:
         unknown = set(c) - _CASE_KEYS
         if unknown:
             raise InputError(p, f"case {k}: unknown keys {', '.join(sorted(unknown))}")
+        if c.get("set", "report") not in SETS:
+            raise InputError(p, f"case {k}: set must be one of {', '.join(SETS)}, not {c['set']!r}")
         try:
             cases.append(RealCase(str(c["name"]), str(c["map"]), str(c["model"]), float(c["native_resolution_a"]),
                                   float(c["lowpass_a"]) if c.get("lowpass_a") is not None else None,
-                                  bool(c.get("has_sheet", True)), str(c.get("note", ""))))
+                                  bool(c.get("has_sheet", True)), str(c.get("note", "")),
+                                  str(c.get("set", "report"))))
         except (TypeError, ValueError) as exc:
             raise InputError(p, f"case {k}: {exc}") from None
     data = doc.get("data")

@@ -35,6 +35,7 @@ class RealCase:
     lowpass_a: float | None = None   # low-pass to this resolution first (None: native map)
     has_sheet: bool = True            # sheets scored (the map's model has sheet)
     note: str = ""
+    set: str = "report"               # "selection" (may choose recipes) or "report" (never)
 
 
 def lowpass(m: Map, resolution_a: float, native_resolution_a: float = 0.0) -> Map:

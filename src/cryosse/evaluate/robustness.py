@@ -1,0 +1,197 @@
+"""The robustness benchmark: a checkpoint on every derived condition of every real case.
+
+For each case of a case file (``bench/real_maps.yaml``) and each derived condition of it
+(:mod:`cryosse.evaluate.conditions`), one row: the network's voxel and residue F1 (helix,
+sheet), the Cα-trace oracle's voxel F1, and the network's voxel F1 on a clean simulation of the
+same atoms on the same grid. Cases carry a ``set``: ``selection`` (may be used to choose a
+recipe) or ``report`` (scored once per shipped model, never used to choose); the summary gives
+the targets per set:
+
+- mean voxel F1 helix >= 0.85 x oracle and sheet >= 0.75 x oracle (means over the rows that
+  score the class, of F1 and of the oracle);
+- no row below 0.6 x oracle for a class it scores;
+- the network on each real row within 0.1 of its own clean-simulation score.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..io import read_map, read_model, write_json, write_text
+from .conditions import MIN_CLASS_VOXELS, derive
+
+__all__ = ["score_conditions", "format_conditions", "targets", "TARGET_RATIO", "FLOOR_RATIO", "CLEAN_GAP"]
+
+#: Mean F1 / mean oracle F1 targets per class, the floor of any row, the clean-simulation gap.
+TARGET_RATIO = {"helix": 0.85, "sheet": 0.75}
+FLOOR_RATIO = 0.6
+CLEAN_GAP = 0.1
+CLASSES = ("helix", "sheet")
+
+
+def _score_one(d, net, card, device, sse, has_sheet: bool, clean_cache: dict) -> dict:
+    from ..inference.predictor import PredictConfig, predict_map
+    from ..prep.labels import atom_classes, label_voxels, within
+    from ..research.diagnostics import clean_simulation, trace_oracle
+    from ..io import protein_atoms
+    from ..metrics import to_three_class
+    from .scores import evaluate_maps, evaluate_residues
+    from .zone import SCORE_RADIUS_A
+
+    atoms = protein_atoms(d.structure)
+    truth = label_voxels(d.map, atoms, atom_classes(atoms, sse))
+    mask = within(d.map, atoms.xyz, SCORE_RADIUS_A)
+    t3 = to_three_class(truth.data)[mask]
+    scored = {"helix": int((t3 == 1).sum()) > MIN_CLASS_VOXELS,
+              "sheet": has_sheet and int((t3 == 2).sum()) > MIN_CLASS_VOXELS}
+    cfg = PredictConfig(device=device)
+    t0 = time.perf_counter()
+    pred = predict_map(d.map, net, card, cfg)
+    seconds = time.perf_counter() - t0
+    vox = evaluate_maps(pred.labels, truth, mask)["classes"]
+    res = evaluate_residues(pred.labels, d.structure, None, sse)["classes"]
+    oracle = trace_oracle(d.map, d.structure, sse, truth, mask)
+    key = (d.map.shape_xyz, d.map.origin_a, d.map.voxel_size_a, d.resolution_a, len(atoms.xyz))
+    if key not in clean_cache:
+        sim = clean_simulation(d.map, d.structure, d.resolution_a)
+        cs = evaluate_maps(predict_map(sim, net, card, cfg).labels, truth, mask)["classes"]
+        clean_cache[key] = {c: cs[c]["f1"] for c in CLASSES}
+    protein = float(mask.mean())
+    return {"condition": d.name, "kind": d.kind, "detail": d.detail, "shape_xyz": list(d.map.shape_xyz),
+            "voxel_size_a": list(d.map.voxel_size_a), "zone_fraction": round(protein, 3),
+            "scored": scored, "predict_s": round(seconds, 2),
+            "voxel": {c: vox[c]["f1"] for c in CLASSES}, "residue": {c: res[c]["f1"] for c in CLASSES},
+            "oracle": {c: oracle[c] for c in CLASSES}, "clean_simulation": clean_cache[key]}
+
+
+def score_conditions(checkpoint, cases, data_dir=None, out_dir=None, *, device: str | None = None,
+                     sets: tuple[str, ...] = ("selection", "report"), segment_chains: int = 1,
+                     only: tuple[str, ...] | None = None, progress=print) -> dict:
+    """Score ``checkpoint`` on every derived condition of every case whose set is in ``sets``
+    (``only``: just the conditions of these names); write ``conditions.json``,
+    ``conditions.md`` and ``conditions.png`` into ``out_dir``."""
+    from ..net.checkpoint import load_checkpoint
+    from ..prep.sse import assign_sse
+    from .realmaps import _cases_and_data
+    from .zone import load_case
+
+    cases, data_dir = _cases_and_data(cases, data_dir)
+    net, card, _ = load_checkpoint(checkpoint)
+    rows = []
+    for case in cases:
+        if case.set not in sets:
+            continue
+        scored_map, st, sse, _, _ = load_case(case, data_dir)
+        raw = read_map(Path(data_dir) / case.map) if case.lowpass_a else scored_map
+        clean_cache: dict = {}
+        for d in derive(case, raw, scored_map, st, sse, segment_chains=segment_chains):
+            if only is not None and d.name not in only:
+                continue
+            t0 = time.perf_counter()
+            row = _score_one(d, net, card, device, sse, case.has_sheet, clean_cache)
+            rows.append({"case": case.name, "set": case.set, **row})
+            if progress:
+                progress(f"{case.name} {d.name}: helix {_f(row['voxel']['helix'])} sheet "
+                         f"{_f(row['voxel']['sheet']) if row['scored']['sheet'] else '-'} "
+                         f"({time.perf_counter() - t0:.0f} s)")
+    summary = {"checkpoint": str(checkpoint), "model": card.get("name") or Path(str(checkpoint)).stem,
+               "rows": rows, "targets": {s: targets([r for r in rows if r["set"] == s]) for s in sets}}
+    if out_dir:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "conditions.json", summary)
+        write_text(out / "conditions.md", format_conditions(summary) + "\n")
+        figure(summary, out / "conditions.png")
+    return summary
+
+
+def targets(rows: list[dict]) -> dict:
+    """The targets of the module doc on ``rows``: per class the mean F1, the mean oracle, their
+    ratio against its target; the rows below the floor; the rows further than the gap from their
+    clean simulation."""
+    out = {"classes": {}, "below_floor": [], "clean_gap": []}
+    for c in CLASSES:
+        sel = [r for r in rows if r["scored"][c] and not math.isnan(r["oracle"][c])]
+        f1 = float(np.mean([r["voxel"][c] for r in sel])) if sel else float("nan")
+        orc = float(np.mean([r["oracle"][c] for r in sel])) if sel else float("nan")
+        ratio = f1 / orc if sel and orc > 0 else float("nan")
+        out["classes"][c] = {"rows": len(sel), "mean_f1": f1, "mean_oracle": orc, "ratio": ratio,
+                             "target": TARGET_RATIO[c], "met": bool(ratio >= TARGET_RATIO[c])}
+        for r in sel:
+            if r["voxel"][c] < FLOOR_RATIO * r["oracle"][c]:
+                out["below_floor"].append(f"{r['case']}/{r['condition']}/{c}")
+            gap = r["clean_simulation"][c] - r["voxel"][c]
+            if gap > CLEAN_GAP:
+                out["clean_gap"].append(f"{r['case']}/{r['condition']}/{c} ({gap:+.2f})")
+    out["met"] = all(v["met"] for v in out["classes"].values() if v["rows"]) and not out["below_floor"] \
+        and not out["clean_gap"]
+    return out
+
+
+def _f(v) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+
+
+def format_conditions(summary: dict) -> str:
+    """One Markdown table (condition x map) and the targets per set."""
+    lines = [f"Model: {summary['model']}. Voxel F1 (residue F1) helix / sheet; the Cα-trace oracle; the "
+             "network on a clean simulation of the same atoms on the same grid; F1 / oracle.", "",
+             "| set | map | condition | grid | zone % | helix | sheet | oracle h / s | clean sim h / s | "
+             "ratio h / s |", "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def hs(d, r, fmt=_f):
+        return " / ".join(fmt(d[c]) if r["scored"][c] else "–" for c in CLASSES)
+
+    for r in summary["rows"]:
+        cls = [f"{_f(r['voxel'][c])} ({_f(r['residue'][c])})" if r["scored"][c] else "–" for c in CLASSES]
+        ratio = {c: (r["voxel"][c] / r["oracle"][c] if r["oracle"][c] else float("nan")) for c in CLASSES}
+        grid = "×".join(str(v) for v in r["shape_xyz"]) + f" @ {r['voxel_size_a'][0]:.2f} Å"
+        lines.append(f"| {r['set']} | {r['case']} | {r['condition']} | {grid} | {100 * r['zone_fraction']:.0f} | "
+                     f"{cls[0]} | {cls[1]} | {hs(r['oracle'], r)} | {hs(r['clean_simulation'], r)} | "
+                     f"{hs(ratio, r)} |")
+    for s, t in summary["targets"].items():
+        if not any(v["rows"] for v in t["classes"].values()):
+            continue
+        lines += ["", f"**{s} set**: " + "; ".join(
+            f"{c} mean F1 {_f(v['mean_f1'])} = {_f(v['ratio'])} × oracle {_f(v['mean_oracle'])} "
+            f"(target {v['target']:.2f}: {'met' if v['met'] else 'missed'}, {v['rows']} rows)"
+            for c, v in t["classes"].items() if v["rows"]) + ".",
+                  f"Rows below {FLOOR_RATIO} × oracle: {', '.join(t['below_floor']) or 'none'}.",
+                  f"Rows more than {CLEAN_GAP} below their clean simulation: {', '.join(t['clean_gap']) or 'none'}."]
+    return "\n".join(lines)
+
+
+def figure(summary: dict, png: str | os.PathLike) -> None:
+    """F1 / oracle per condition (rows) and map (columns), one panel per class."""
+    from ..io import pyplot, write_png
+
+    plt = pyplot()
+    rows = summary["rows"]
+    cases = list(dict.fromkeys(r["case"] for r in rows))
+    conds = list(dict.fromkeys(r["condition"].split("_")[0] if r["kind"] in ("segment", "beta")
+                               and not r["condition"].endswith("_1A") else
+                               ("segment_1A" if r["condition"].endswith("_1A") else r["condition"])
+                               for r in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(3 + 1.3 * len(cases) * 2, 0.9 + 0.38 * len(conds)), squeeze=False)
+    for ax, c in zip(axes[0], CLASSES):
+        grid = np.full((len(conds), len(cases)), np.nan)
+        for r in rows:
+            name = r["condition"]
+            key = ("segment_1A" if name.endswith("_1A") else name.split("_")[0]) \
+                if r["kind"] in ("segment", "beta") else name
+            if r["scored"][c] and r["oracle"][c] > 0:
+                grid[conds.index(key), cases.index(r["case"])] = r["voxel"][c] / r["oracle"][c]
+        im = ax.imshow(grid, vmin=0, vmax=1.1, cmap="RdYlGn", aspect="auto")
+        for (i, j), v in np.ndenumerate(grid):
+            if not np.isnan(v):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7)
+        ax.set_xticks(range(len(cases)), [s.replace("_", " ") for s in cases], rotation=20, fontsize=7)
+        ax.set_yticks(range(len(conds)), conds, fontsize=7)
+        ax.set_title(f"{c}: voxel F1 / Cα-trace oracle (target {TARGET_RATIO[c]})", fontsize=8)
+        fig.colorbar(im, ax=ax, fraction=0.05)
+    fig.tight_layout()
+    write_png(fig, png)
