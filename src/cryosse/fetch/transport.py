@@ -95,14 +95,18 @@ def host_slot(url: str, per_host: int):
 
 
 class _NoUnsafeRedirect(urllib.request.HTTPRedirectHandler):
-    """Follow redirects to http(s) only (urllib would follow one to ftp://; file:// it refuses
-    already): a mirror cannot send the client to local files or another protocol."""
+    """Follow redirects to http(s) only (urllib would follow one to ftp://): a mirror cannot
+    send the client to local files or another protocol."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        scheme = urllib.parse.urlparse(newurl).scheme.lower()
+    def http_error_302(self, req, fp, code, msg, headers):
+        target = urllib.parse.urljoin(req.full_url, headers.get("location") or headers.get("uri") or "")
+        scheme = urllib.parse.urlparse(target).scheme.lower()
         if scheme not in ("http", "https"):
-            raise FetchError(f"redirect to {scheme}:// refused ({' '.join(newurl.split())[:200]})")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+            fp.close()
+            raise FetchError(f"redirect to {scheme}:// refused ({' '.join(target.split())[:200]})")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
 _OPENER = urllib.request.build_opener(_NoUnsafeRedirect)
