@@ -16,12 +16,13 @@ __all__ = ["EMDB", "EMDB_INPUT", "PDB", "ENTRY", "CHAIN", "SAMPLE", "MAP", "chec
            "emdb_id", "pdb_id", "pdb_archive_name", "pdb_hash", "ENTRY_ID", "CHAIN_ID", "PDB_ID", "MAP_ID", "SAMPLE_ID"]
 
 #: An EMDB entry as the workflow names it: ``EMD-`` and 4 or more digits (the v3 header
-#: schema's ``emdb_id`` type is ``EMD-\d{4,}``).
-EMDB = r"EMD-[0-9]{4,}"
+#: schema's ``emdb_id`` type is ``EMD-\d{4,}``; written without ``{4,}``, which Snakemake's
+#: wildcard parser does not take).
+EMDB = r"EMD-[0-9]{4}[0-9]*"
 #: What a user may write for an EMDB entry in a config file: ``EMD-NNNN`` or ``NNNN``.
-EMDB_CONFIG = r"(EMD-)?[0-9]{4,}"
+EMDB_CONFIG = r"(EMD-)?[0-9]{4}[0-9]*"
 #: What :func:`emdb_id` accepts (any case): ``EMD-NNNN``, ``EMD_NNNN``, ``emdNNNN``, ``NNNN``.
-EMDB_INPUT = r"(?:EMD[-_]?)?([0-9]{4,})"
+EMDB_INPUT = r"(?:EMD[-_]?)?([0-9]{4}[0-9]*)"
 #: A PDB id: four characters (``1abc``) or extended (``pdb_`` and eight alphanumerics,
 #: ``pdb_00001abc``; wwPDB's PDB ID extension).
 PDB = r"(?:[0-9][A-Za-z0-9]{3}|[Pp][Dd][Bb]_[0-9][A-Za-z0-9]{7})"
