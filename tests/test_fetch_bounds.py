@@ -317,3 +317,29 @@ def test_stale_part_over_the_bound_is_dropped(server, site, tmp_path):
     got = fetch_pdb("1a8o", tmp_path, server.url + "/pdb/mmCIF", cfg)
     assert got.read_bytes() == site["files"]["/pdb/mmCIF/a8/1a8o.cif.gz"].read_bytes()
     assert server.requests("/pdb/mmCIF/a8/1a8o.cif.gz") == [""]  # asked from the start
+
+
+def test_concurrent_fetches_of_one_id_download_once(server, site, tmp_path):
+    """Two fetches of one entry at once (threads here; processes share the same file lock):
+    one download of each file, both get the checked file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server.throttle = 400_000  # slow enough for the two to overlap
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda _: fetch_emdb("EMD-9101", tmp_path, server.url + "/emdb", FAST), range(2)))
+    assert got[0] == got[1] and got[0]["map"].read_bytes() == site["files"][_map(9101)].read_bytes()
+    assert len(server.requests(_map(9101))) == 1 and len(server.requests(_header(9101))) == 1
+
+
+def test_local_mirror_by_file_url(site, tmp_path):
+    """``file://`` base URLs (a local copy in the archive layouts): the same checks, no server."""
+    www = site["files"][_map(9101)].parents[4]
+    rec = fetch_entry("EMD-9101", tmp_path, emdb_url=(www / "emdb").as_uri(), pdb_url=(www / "pdb/mmCIF").as_uri(),
+                      cfg=FAST)
+    assert rec["status"] == "ok", rec
+    assert Path(rec["map"]).read_bytes() == site["files"][_map(9101)].read_bytes()
+    rec = fetch_entry("EMD-9999", tmp_path, emdb_url=(www / "emdb").as_uri(), cfg=FAST)
+    assert rec["status"] == "failed" and rec["reason"] == \
+        f"EMD-9999 header: not found at {(www / 'emdb').as_uri()}/structures/EMD-9999/header/emd-9999.xml " \
+        "(withdrawn or wrong id)"  # asked once, as a 404
+    assert "\n" not in rec["reason"] and _leftovers(tmp_path / "emdb/EMD-9999") == []

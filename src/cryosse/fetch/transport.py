@@ -133,6 +133,10 @@ def _get_into(url: str, part: Path, cfg: FetchConfig, limit: int) -> None:
         if exc.code >= 500 or exc.code in (408, 429):
             raise _Retryable(f"HTTP {exc.code} {exc.reason}") from None
         raise FetchError(f"HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, FileNotFoundError):  # file:// (a local mirror): like a 404
+            raise NotFound("no such file") from None
+        raise
     with resp:
         status = getattr(resp, "status", 200)
         if status == 206:
