@@ -5,7 +5,8 @@ Faults are queued per URL path; each request pops the next one:
 ``500``/``503`` (error status), ``404``, ``hang`` (no answer until after the client's timeout),
 ``truncate`` (half the body, then the connection is closed), ``corrupt`` (full length, bytes
 flipped in the middle), ``long_length`` / ``short_length`` (Content-Length 100 bytes more /
-less than the body), ``ignore_range`` (answer 200 with the whole file to a Range request), ``endless`` (the file,
+less than the body), ``ignore_range`` (answer 200 with the whole file to a Range request), ``reset`` (half the
+body, then a TCP reset), ``endless`` (the file,
 then bytes without end, no Content-Length), ``no_length`` (the file without Content-Length,
 closed at its end), ``huge_length`` (a Content-Length of 10^12 bytes, then the file),
 ``redirect_file`` / ``redirect_ftp`` / ``redirect_http`` (302 to ``file:///etc/passwd``, to
@@ -25,6 +26,8 @@ from __future__ import annotations
 import csv
 import io
 import re
+import socket
+import struct
 import threading
 import time
 import urllib.parse
@@ -173,6 +176,12 @@ class FaultServer:
         h.send_header("Accept-Ranges", "bytes")
         h.send_header("Connection", "close")
         h.end_headers()
+        if fault == "reset":
+            self._send(h, payload[:len(payload) // 2])
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            h.connection.close()  # RST instead of FIN
+            h.close_connection = True
+            return
         if fault == "truncate":
             payload = payload[:len(payload) // 2]
         elif fault == "short_length":

@@ -192,7 +192,7 @@ def test_clean_fetch_and_cache(server, archive, tmp_path):
 
 
 @pytest.mark.parametrize("faults", [
-    ["500"], ["503", "503"], ["hang"], ["truncate"], ["corrupt"], ["long_length"],
+    ["500"], ["503", "503"], ["hang"], ["truncate"], ["reset"], ["corrupt"], ["long_length"],
     ["long_length"] * 4,  # each short body resumes; the server's 416 then ends it
     ["short_length"], ["truncate", "ignore_range"], ["truncate", "truncate", "500"],
 ])
@@ -205,7 +205,7 @@ def test_transient_faults_end_in_the_right_file(server, archive, tmp_path, fault
     ranges = server.requests(MAP)
     if faults != ["long_length"] * 4:
         assert len(ranges) == len([f for f in faults if f != "ignore_range"]) + 1
-    if faults[0] == "truncate":  # the retry resumed where the connection dropped
+    if faults[0] in ("truncate", "reset"):  # the retry resumed where the connection dropped
         assert ranges[1].startswith("bytes=") and int(ranges[1][6:-1]) > 0
 
 

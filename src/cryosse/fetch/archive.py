@@ -168,7 +168,8 @@ def fetch_emdb(eid: str, cache: str | os.PathLike, emdb_url: "str | Mirror" = DE
         raise NotFound(f"{eid}: entry is not released (status {hdr.status})")
     announced = hdr.map_bytes
     if announced is not None and announced > cfg.max_map_bytes:
-        paths["map"].unlink(missing_ok=True)  # cached under a larger limit: not used now
+        for stale in (paths["map"], paths["map"].with_name(paths["map"].name + ".part")):
+            stale.unlink(missing_ok=True)  # cached or begun under a larger limit: not used now
         raise TooLarge(f"{eid} map: {announced / 1e6:.0f} MB uncompressed (header map/@size_kbytes "
                        f"{hdr.map_kbytes}), over max_map_mb {cfg.max_map_mb:g}; not downloaded")
     bound = min(b for b in (announced_bound(announced), announced_bound(cfg.max_map_bytes)) if b is not None)
