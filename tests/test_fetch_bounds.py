@@ -27,12 +27,12 @@ FAST = FetchConfig(timeout_s=2, retries=3, backoff_s=0.01, max_backoff_s=0.05)
 MB = 1_000_000
 
 
-def _map(n):
-    return f"/emdb/structures/EMD-{n}/map/emd_{n}.map.gz"
+def _map(n: int) -> str:
+    return f"/emdb/structures/EMD-{n:04d}/map/emd_{n:04d}.map.gz"
 
 
-def _header(n):
-    return f"/emdb/structures/EMD-{n}/header/emd-{n}.xml"
+def _header(n: int) -> str:
+    return f"/emdb/structures/EMD-{n:04d}/header/emd-{n:04d}.xml"
 
 
 def mrc_head(nx: int, ny: int, nz: int, mode: int = 2) -> bytes:
@@ -343,3 +343,31 @@ def test_local_mirror_by_file_url(site, tmp_path):
         f"EMD-9999 header: not found at {(www / 'emdb').as_uri()}/structures/EMD-9999/header/emd-9999.xml " \
         "(withdrawn or wrong id)"  # asked once, as a 404
     assert "\n" not in rec["reason"] and _leftovers(tmp_path / "emdb/EMD-9999") == []
+
+
+def _shared(path: str) -> Path:
+    from conftest import SHARED_DATA
+
+    f = SHARED_DATA / path
+    if not f.is_file():
+        pytest.skip(f"real data not there ({f}; ../shared/data is absent in a user's clone)")
+    return f
+
+
+def test_real_header_and_real_map_bounds(site, server, tmp_path):
+    """The real EMD-0001 header (size_kbytes 67109) with max_map_mb 50: refused before the map
+    is asked for. The real gzipped EMD-0093 map (220³ float32) under a header announcing its
+    size: fetched intact; under a header announcing half of it: refused after its MRC header."""
+    server.add(_header(1), _shared("emdb_headers/emd-0001.xml"))
+    cfg = FetchConfig(timeout_s=2, retries=3, backoff_s=0.01, max_map_mb=50)
+    with pytest.raises(TooLarge, match=r"^EMD-0001 map: 67 MB uncompressed \(header map/@size_kbytes 67109\), "
+                                       r"over max_map_mb 50; not downloaded$"):
+        fetch_emdb("EMD-0001", tmp_path / "c1", server.url + "/emdb", cfg)
+    assert server.requests(_map(1)) == []
+    real = _shared("emd_0093/emd_0093_hidedust.mrc.gz")
+    _entry_with_map(site, tmp_path, server, 9108, real, round(220 ** 3 * 4 / 1000))
+    paths = fetch_emdb("EMD-9108", tmp_path / "c2", server.url + "/emdb", FAST)
+    assert paths["map"].read_bytes() == real.read_bytes()
+    _entry_with_map(site, tmp_path, server, 9109, real, 21_296)
+    with pytest.raises(TooLarge, match="EMD-9109 map: MRC header announces 42593024 bytes, the EMDB header 21296000"):
+        fetch_emdb("EMD-9109", tmp_path / "c3", server.url + "/emdb", FAST)
