@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from archive import STRUCTURES, ArchiveEntry, build_archive, header_xml, search_rows, simulated_map
+from archive import STRUCTURES, ArchiveEntry, build_archive, header_xml, simulated_map
 from conftest import SHARED_DATA
 from cryosse.errors import InputError
 from cryosse.fetch import (MIRRORS, ArchiveConfig, EmdbQuery, FetchConfig, FetchError, NotFound, emdb_header_url,

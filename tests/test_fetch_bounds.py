@@ -19,7 +19,7 @@ import pytest
 
 from archive import STRUCTURES, ArchiveEntry, build_archive, header_xml, simulated_map
 from cryosse.errors import InputError
-from cryosse.fetch import (FetchConfig, FetchError, NotFound, TooLarge, fetch_emdb, fetch_entry, fetch_many,
+from cryosse.fetch import (FetchConfig, FetchError, TooLarge, fetch_emdb, fetch_entry, fetch_many,
                            fetch_pdb)
 from fetch_server import FaultServer
 
@@ -136,7 +136,10 @@ def _cli(args: list[str], limit_mb: int | None = None, tmp: Path | None = None):
     code = ("import atexit, resource, runpy, sys\n"
             f"lim, peak = {limit_mb!r}, {str(peak) if peak else None!r}\n"
             "if lim: resource.setrlimit(resource.RLIMIT_AS, (lim * 10**6, lim * 10**6))\n"
-            "if peak: atexit.register(lambda: open(peak, 'w').write(str(resource.getrusage(0).ru_maxrss)))\n"
+            "def hwm():  # VmHWM: this process's own peak (ru_maxrss carries the parent's over exec)\n"
+            "    line = [x for x in open('/proc/self/status') if x.startswith('VmHWM:')]\n"
+            "    return line[0].split()[1] if line else str(resource.getrusage(0).ru_maxrss)\n"
+            "if peak: atexit.register(lambda: open(peak, 'w').write(hwm()))\n"
             f"sys.argv = ['cryosse', *{args!r}]\n"
             "runpy.run_module('cryosse.cli', run_name='__main__')\n")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
@@ -162,6 +165,7 @@ def test_a_large_map_is_checked_streamed_in_bounded_memory(site, server, tmp_pat
     assert (cache / "emdb/EMD-9105/emd_9105.map.gz").read_bytes() == big.read_bytes()
     assert _leftovers(cache) == ["emdb/EMD-9105/emd-9105.xml", "emdb/EMD-9105/emd_9105.map.gz",
                                  "emdb/EMD-9106/emd-9106.xml"]
+    print(f"fetch + streamed check of a 268 MB map and a 268 MB bomb: peak RSS {peak:.0f} MB")
     assert peak is not None and peak < 150, peak
 
 

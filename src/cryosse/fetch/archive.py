@@ -197,7 +197,7 @@ def fetch_entry(eid: str, cache: str | os.PathLike, *, pdb: str | None = None,
         paths = fetch_emdb(eid, cache, emdb_url, cfg)
         hdr = parse_emdb_header(paths["header"])
         rec.update(map=str(paths["map"]), header=str(paths["header"]),
-                   resolution_a=hdr.resolution_a, contour_level=hdr.contour_level,
+                   resolution_a=hdr.resolution_a, contour_level=hdr.contour_level, map_kbytes=hdr.map_kbytes,
                    fitted_pdb_ids=list(hdr.fitted_pdb_ids))
         if not rec["pdb"]:
             if not hdr.fitted_pdb_ids:
