@@ -16,29 +16,37 @@ ROOT = Path(__file__).resolve().parents[1]
 STRUCTURES = ROOT / "src" / "cryosse" / "data" / "structures"
 
 HEADER = """<?xml version="1.0" encoding="UTF-8"?>
-<emd xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" emdb_id="EMD-{n}" version="3.0.9.1" xsi:noNamespaceSchemaLocation="https://ftp.ebi.ac.uk/pub/databases/em_ebi/emdb_related/emdb-schemas/emdb_schemas/v3/v3_0_9_1/emdb.xsd">
+<emd xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" emdb_id="EMD-{n}" version="3.0.11.3" xsi:noNamespaceSchemaLocation="https://ftp.ebi.ac.uk/pub/databases/emdb/doc/XML-schemas/emdb-schemas/current_v3/emdb.xsd">
   <admin>
-    <status_history_list>
-      <status><date>2010-01-12</date><code>REL</code></status>
-    </status_history_list>
     <current_status>
       <date>2011-03-02</date>
       <code>{status}</code>
       <processing_site>PDBe</processing_site>
     </current_status>
-    <sites><deposition>PDBe</deposition><last_processing>PDBe</last_processing></sites>
+    <sites>
+      <deposition>PDBe</deposition>
+      <last_processing>PDBe</last_processing>
+    </sites>
     <key_dates>
       <deposition>2009-12-01</deposition>
       <header_release>2010-01-12</header_release>
       <map_release>2010-01-12</map_release>
+      <update>2011-03-02</update>
     </key_dates>
     <title>{title}</title>
-    <authors_list><author ORCID="">Test A</author></authors_list>
+    <authors_list>
+      <author>Test A</author>
+    </authors_list>
   </admin>
   <crossreferences>
     <citation_list>
       <primary_citation>
-        <journal_citation published="true"><title>Test citation</title><journal>Nature</journal><year>2010</year></journal_citation>
+        <journal_citation published="true">
+          <author order="1">Test A</author>
+          <title>Test citation</title>
+          <journal_abbreviation>Nature</journal_abbreviation>
+          <year>2010</year>
+        </journal_citation>
       </primary_citation>
     </citation_list>
     <pdb_list>{pdb_refs}
@@ -46,42 +54,96 @@ HEADER = """<?xml version="1.0" encoding="UTF-8"?>
   </crossreferences>
   <sample>
     <name>{title}</name>
+    <supramolecule_list>
+      <complex_supramolecule supramolecule_id="1">
+        <name>{title}</name>
+        <parent>0</parent>
+      </complex_supramolecule>
+    </supramolecule_list>
   </sample>
   <structure_determination_list>
     <structure_determination structure_determination_id="1">
       <method>singleParticle</method>
       <aggregation_state>particle</aggregation_state>
-      <singleparticle_processing singleparticle_processing_id="1">
+      <specimen_preparation_list>
+        <single_particle_preparation preparation_id="1">
+          <buffer>
+            <ph>7.5</ph>
+          </buffer>
+        </single_particle_preparation>
+      </specimen_preparation_list>
+      <microscopy_list>
+        <single_particle_microscopy microscopy_id="1">
+          <microscope>FEI TITAN KRIOS</microscope>
+          <illumination_mode>FLOOD BEAM</illumination_mode>
+          <imaging_mode>BRIGHT FIELD</imaging_mode>
+          <electron_source>FIELD EMISSION GUN</electron_source>
+          <acceleration_voltage units="kV">300</acceleration_voltage>
+          <image_recording_list>
+            <image_recording image_recording_id="1">
+              <film_or_detector_model>GATAN K2 SUMMIT (4k x 4k)</film_or_detector_model>
+            </image_recording>
+          </image_recording_list>
+        </single_particle_microscopy>
+      </microscopy_list>
+      <singleparticle_processing image_processing_id="1">
+        <image_recording_id>1</image_recording_id>
         <final_reconstruction>
-          <applied_symmetry><point_group>C1</point_group></applied_symmetry>
-          <resolution res_type="BY AUTHOR" units="Å">{resolution}</resolution>
+          <applied_symmetry>
+            <point_group>C1</point_group>
+          </applied_symmetry>
+          <resolution res_type="BY AUTHOR" units="\u212b">{resolution}</resolution>
           <resolution_method>FSC 0.143 CUT-OFF</resolution_method>
-          <software_list><software><name>RELION</name></software></software_list>
         </final_reconstruction>
       </singleparticle_processing>
     </structure_determination>
   </structure_determination_list>
   <map format="CCP4" size_kbytes="{kbytes}">
     <file>emd_{n}.map.gz</file>
-    <symmetry><space_group>1</space_group></symmetry>
+    <symmetry>
+      <space_group>1</space_group>
+    </symmetry>
     <data_type>IMAGE STORED AS FLOATING POINT NUMBER (4 BYTES)</data_type>
-    <dimensions><col>{nx}</col><row>{ny}</row><sec>{nz}</sec></dimensions>
-    <origin><col>0</col><row>0</row><sec>0</sec></origin>
-    <spacing><x>{nx}</x><y>{ny}</y><z>{nz}</z></spacing>
+    <dimensions>
+      <col>{nx}</col>
+      <row>{ny}</row>
+      <sec>{nz}</sec>
+    </dimensions>
+    <origin>
+      <col>0</col>
+      <row>0</row>
+      <sec>0</sec>
+    </origin>
+    <spacing>
+      <x>{nx}</x>
+      <y>{ny}</y>
+      <z>{nz}</z>
+    </spacing>
     <cell>
-      <a units="Å">{ca:.3f}</a><b units="Å">{cb:.3f}</b><c units="Å">{cc:.3f}</c>
-      <alpha units="deg">90.0</alpha><beta units="deg">90.0</beta><gamma units="deg">90.0</gamma>
+      <a units="\u212b">{ca:.3f}</a>
+      <b units="\u212b">{cb:.3f}</b>
+      <c units="\u212b">{cc:.3f}</c>
+      <alpha units="deg">90.0</alpha>
+      <beta units="deg">90.0</beta>
+      <gamma units="deg">90.0</gamma>
     </cell>
-    <axis_order><fast>X</fast><medium>Y</medium><slow>Z</slow></axis_order>
+    <axis_order>
+      <fast>Y</fast>
+      <medium>X</medium>
+      <slow>Z</slow>
+    </axis_order>
     <statistics>
-      <minimum>{dmin:.4f}</minimum><maximum>{dmax:.4f}</maximum>
-      <average>{dmean:.4f}</average><std>{dstd:.4f}</std>
+      <minimum>{dmin:.4f}</minimum>
+      <maximum>{dmax:.4f}</maximum>
+      <average>{dmean:.4f}</average>
+      <std>{dstd:.4f}</std>
     </statistics>
     <pixel_spacing>
-      <x units="Å">{vx:.4f}</x><y units="Å">{vy:.4f}</y><z units="Å">{vz:.4f}</z>
+      <x units="\u212b">{vx:.4f}</x>
+      <y units="\u212b">{vy:.4f}</y>
+      <z units="\u212b">{vz:.4f}</z>
     </pixel_spacing>
-    <contour_list>
-      <contour primary="true"><level>{contour}</level><source>AUTHOR</source></contour>
+    <contour_list>{contours}
     </contour_list>
     <label>::::EMDATABANK.org::::EMD-{n}::::</label>
   </map>
@@ -91,8 +153,16 @@ HEADER = """<?xml version="1.0" encoding="UTF-8"?>
 PDB_REF = """
       <pdb_reference>
         <pdb_id>{pdb}</pdb_id>
-        <relationship><in_frame>FULLOVERLAP</in_frame></relationship>
+        <relationship>
+          <in_frame>FULLOVERLAP</in_frame>
+        </relationship>
       </pdb_reference>"""
+
+CONTOUR = """
+      <contour primary="{primary}">
+        <level>{level}</level>
+        <source>{source}</source>
+      </contour>"""
 
 
 @dataclass(frozen=True)
@@ -104,6 +174,17 @@ class ArchiveEntry:
     resolution_a: float
     contour: float
     status: str = "REL"
+    primary: str = "true"          # how the header spells the primary contour (xs:boolean: true or 1)
+    decoy_contour: bool = False    # a non-primary contour listed before the primary one
+    header_pdb: str = ""           # the fitted model's id as the header lists it (default pdb)
+    kbytes: int | None = None      # map/@size_kbytes (default: the map's real size)
+    cif_magic: bool = False        # the mmCIF begins with the "#\#CIF_1.1" magic comment line
+
+
+def size_kbytes(nbytes: int) -> int:
+    """``map/@size_kbytes`` as the EMDB writes it: the data size in kB of 1000 bytes (EMD-0001:
+    256³ float32 -> 67109)."""
+    return max(1, round(nbytes / 1000))
 
 
 def contour_for(data: np.ndarray) -> float:
@@ -118,12 +199,17 @@ def header_xml(e: ArchiveEntry) -> str:
         voxel = mrc.voxel_size
     nz, ny, nx = d.shape
     n = e.emdb[4:]
+    contours = CONTOUR.format(primary=e.primary, level=e.contour, source="AUTHOR")
+    if e.decoy_contour:
+        decoy = CONTOUR.format(primary="false" if e.primary == "true" else "0", level=e.contour * 3, source="EMDB")
+        contours = decoy + contours
+    pdb = e.header_pdb or e.pdb.upper()
     return HEADER.format(
         n=n, status=e.status, title=f"Test map {e.emdb} fitted with {e.pdb}",
-        pdb_refs=PDB_REF.format(pdb=e.pdb.upper()), resolution=e.resolution_a,
-        kbytes=max(1, d.nbytes // 1024), nx=nx, ny=ny, nz=nz, ca=float(h.cella.x), cb=float(h.cella.y),
+        pdb_refs=PDB_REF.format(pdb=pdb), resolution=e.resolution_a, contours=contours,
+        kbytes=e.kbytes or size_kbytes(d.nbytes), nx=nx, ny=ny, nz=nz, ca=float(h.cella.x), cb=float(h.cella.y),
         cc=float(h.cella.z), dmin=float(d.min()), dmax=float(d.max()), dmean=float(d.mean()),
-        dstd=float(d.std()), vx=float(voxel.x), vy=float(voxel.y), vz=float(voxel.z), contour=e.contour)
+        dstd=float(d.std()), vx=float(voxel.x), vy=float(voxel.y), vz=float(voxel.z))
 
 
 def _gzip_to(src: Path, dest: Path) -> None:
@@ -135,16 +221,20 @@ def _gzip_to(src: Path, dest: Path) -> None:
         shutil.copyfileobj(fi, fo)
 
 
-def model_to_cif_gz(src: Path, dest: Path) -> None:
+def model_to_cif_gz(src: Path, dest: Path, magic: bool = False) -> None:
+    """The model as the PDB archives serve it: gzipped mmCIF (``data_<ID>`` first, or after the
+    ``#\\#CIF_1.1`` magic comment and a blank comment line when ``magic``)."""
     st = gemmi.read_structure(str(src))
     st.setup_entities()
     dest.parent.mkdir(parents=True, exist_ok=True)
+    text = st.make_mmcif_document().as_string()
     with gzip.open(dest, "wt") as fh:
-        fh.write(st.make_mmcif_document().as_string())
+        fh.write(("#\\#CIF_1.1\n#\n" if magic else "") + text)
 
 
 def build_archive(root: Path, entries: list[ArchiveEntry]) -> dict[str, Path]:
-    """Write ``root/emdb/structures/…`` and ``root/pdb/mmCIF/…``; url path -> file."""
+    """Write ``root/emdb/structures/…`` and ``root/pdb/mmCIF/<hash>/<id>.cif.gz`` (the divided
+    layout); url path -> file."""
     files = {}
     for e in entries:
         n = e.emdb[4:]
@@ -152,13 +242,22 @@ def build_archive(root: Path, entries: list[ArchiveEntry]) -> dict[str, Path]:
         _gzip_to(e.map, m)
         x = root / f"emdb/structures/EMD-{n}/header/emd-{n}.xml"
         x.parent.mkdir(parents=True, exist_ok=True)
-        x.write_text(header_xml(e))
-        c = root / f"pdb/mmCIF/{e.pdb[1:3]}/{e.pdb}.cif.gz"
+        x.write_text(header_xml(e), encoding="utf-8")
+        c = root / f"pdb/mmCIF/{e.pdb[-3:-1]}/{e.pdb}.cif.gz"
         if not c.is_file():
-            model_to_cif_gz(e.model, c)
+            model_to_cif_gz(e.model, c, magic=e.cif_magic)
         for f in (m, x, c):
             files["/" + str(f.relative_to(root))] = f
     return files
+
+
+def search_rows(entries: list[ArchiveEntry], extra: list[dict] = ()) -> list[dict]:
+    """The search index a test server answers queries from: one row per entry, fields named
+    as the EMDB search API names them (``extra``: rows for entries not in the archive)."""
+    rows = [{"emdb_id": e.emdb, "resolution": e.resolution_a, "fitted_pdbs": e.pdb.upper(),
+             "title": f"Test map {e.emdb}", "release_date": "2010-01-12T00:00:00Z", "current_status": e.status,
+             "structure_determination_method": "singleParticle", "xref_links": "pdb"} for e in entries]
+    return rows + list(extra)
 
 
 def simulated_map(path: Path, model: Path, resolution_a: float = 6.0, seed: int = 0) -> float:

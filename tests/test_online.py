@@ -10,17 +10,21 @@ import numpy as np
 import pytest
 import yaml
 
-from archive import STRUCTURES, ArchiveEntry, build_archive, simulated_map
+from archive import STRUCTURES, ArchiveEntry, build_archive, search_rows, simulated_map
 from cryosse.cli import main
 from cryosse.io import read_map, read_tsv
 from fetch_server import FaultServer
 from test_workflow import snakemake
 
-QUERY_CSV = """emdb_id,resolution,fitted_pdbs,title,release_date,map_size
-EMD-9002,6.5,2XDG,"Second test map",2011-05-01T00:00:00Z,1.5
-EMD-9001,6.0,1A8O,"First test map",2010-01-12T00:00:00Z,1.1
-EMD-9009,3.0,5ABC,"Too fine",2012-01-01T00:00:00Z,10
-"""
+#: search index rows for entries outside the archive: one too fine, one obsolete
+OTHER_ROWS = [
+    {"emdb_id": "EMD-9009", "resolution": "3.0", "fitted_pdbs": "5ABC", "title": "Too fine",
+     "release_date": "2012-01-01T00:00:00Z", "current_status": "REL",
+     "structure_determination_method": "singleParticle", "xref_links": "pdb"},
+    {"emdb_id": "EMD-9010", "resolution": "6.0", "fitted_pdbs": "6ABC", "title": "Obsolete",
+     "release_date": "2012-01-01T00:00:00Z", "current_status": "OBS",
+     "structure_determination_method": "singleParticle", "xref_links": "pdb"},
+]
 
 
 @pytest.mark.slow
@@ -31,13 +35,14 @@ def test_online_workflow_equals_local_files(tmp_path):
                                (9003, "1ahs", "1ahsa", 7.0), (9004, "3a4r", "3a4ra", 5.5)):
         contour = simulated_map(src / f"emd_{n}.mrc", STRUCTURES / f"{model}.pdb.gz", res, seed=n)
         entries.append(ArchiveEntry(f"EMD-{n}", pdb, src / f"emd_{n}.mrc", STRUCTURES / f"{model}.pdb.gz",
-                                    res, contour))
+                                    res, contour, primary="1" if n == 9002 else "true", decoy_contour=n == 9002,
+                                    cif_magic=n in (9001, 9002)))
     files = build_archive(tmp_path / "www", entries)
-    (src / "search.csv").write_text(QUERY_CSV)
-    files["/api/search/*"] = src / "search.csv"
+    index = [r for r in search_rows(entries, OTHER_ROWS) if r["emdb_id"] in ("EMD-9001", "EMD-9002", "EMD-9009",
+                                                                              "EMD-9010")]
     run = tmp_path / "run"
     run.mkdir()
-    with FaultServer(files) as srv:
+    with FaultServer(files, search=index) as srv:
         srv.fault("/emdb/structures/EMD-9001/map/emd_9001.map.gz", "503", "truncate")
         srv.fault("/pdb/mmCIF/xd/2xdg.cif.gz", "corrupt")
         srv.fault("/emdb/structures/EMD-9003/map/emd_9003.map.gz", "404")  # withdrawn map
@@ -55,9 +60,10 @@ def test_online_workflow_equals_local_files(tmp_path):
         assert "Nothing to be done" in r2.stdout + r2.stderr
     # the query was saved as a versioned table; the fault-free result is in the cache
     table = (run / "resources/emdb_query.tsv").read_text()
-    assert table.startswith("# cryosse EMDB query table, version 1") and "EMD-9009" not in table
+    assert table.startswith("# cryosse EMDB query table, version 2") and "EMD-9009" not in table
+    assert "EMD-9010" not in table and 'current_status:"REL"' in table
     for path, f in files.items():
-        if path.startswith(("/emdb/structures/EMD-9003/map", "/api", "/pdb/mmCIF/ah")):  # 9003: no map, no model
+        if path.startswith(("/emdb/structures/EMD-9003/map", "/pdb/mmCIF/ah")):  # 9003: no map, no model
             continue
         cached = (run / "resources/emdb" / path.split("/")[3] / f.name if path.startswith("/emdb")
                   else run / "resources/pdb" / f.name)

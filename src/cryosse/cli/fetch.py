@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..errors import CryosseError, InputError
 from ..fetch import ArchiveConfig, EmdbQuery, FetchConfig
+from ..fetch.archive import MIRROR_NAMES
 from .options import add_command, alias, config_option, field_option, output_option, say, settings
 
 
@@ -10,10 +11,11 @@ def cmd_fetch(a) -> None:
     from ..fetch import emdb_id, fetch_entry, fetch_many, write_record
 
     net, arc = settings(a, FetchConfig, ArchiveConfig)
+    mirror = arc.resolve()
     if a.record:  # one entry, its record written whatever happens (the workflow's mode)
         if a.kind != "entry" or len(a.ids) != 1:
             raise InputError("--record", "needs 'fetch entry' with one id")
-        rec = fetch_entry(a.ids[0], arc.cache, pdb=a.pdb, emdb_url=arc.emdb_url, pdb_url=arc.pdb_url, cfg=net)
+        rec = fetch_entry(a.ids[0], arc.cache, pdb=a.pdb, emdb_url=mirror, pdb_url=mirror, cfg=net)
         write_record(a.record, rec)
         say(f"{rec['emdb']}: {rec['status']}{': ' + rec['reason'] if rec['reason'] else ''}")
         return
@@ -21,9 +23,9 @@ def cmd_fetch(a) -> None:
         raise InputError("--pdb", "only with 'fetch entry'")
     if a.pdb:
         recs = [dict(kind="entry", id=emdb_id(a.ids[0]), **fetch_entry(
-            a.ids[0], arc.cache, pdb=a.pdb, emdb_url=arc.emdb_url, pdb_url=arc.pdb_url, cfg=net))]
+            a.ids[0], arc.cache, pdb=a.pdb, emdb_url=mirror, pdb_url=mirror, cfg=net))]
     else:
-        recs = fetch_many([(a.kind, i) for i in a.ids], arc.cache, emdb_url=arc.emdb_url, pdb_url=arc.pdb_url,
+        recs = fetch_many([(a.kind, i) for i in a.ids], arc.cache, emdb_url=mirror, pdb_url=mirror,
                           cfg=net, workers=a.workers)
     failed = [r for r in recs if r["status"] != "ok"]
     for r in recs:
@@ -66,6 +68,11 @@ def register(sub) -> None:
     field_option(s, ArchiveConfig, "cache", "--cache", help="cache folder")
     field_option(s, ArchiveConfig, "emdb_url", "--emdb-url", help="EMDB archive base URL")
     field_option(s, ArchiveConfig, "pdb_url", "--pdb-url", help="PDB divided/mmCIF base URL")
+    field_option(s, ArchiveConfig, "mirror", "--mirror", choices=list(MIRROR_NAMES),
+                 help="named mirror with its own URL layout (custom: --emdb-url and --pdb-url)")
+    field_option(s, FetchConfig, "max_map_mb", "--max-map-mb", type=float,
+                 help="largest map fetched, MB uncompressed (from its header; bounds the download)")
+    field_option(s, FetchConfig, "max_file_mb", "--max-file-mb", type=float, help="hard cap on any file, MB")
     s.add_argument("--pdb", help="with 'entry': the PDB model to use")
     s.add_argument("--record", help="with 'entry': write the outcome (ok or failed, reason) as JSON "
                    "and exit 0 even when the download failed")
@@ -84,7 +91,8 @@ def register(sub) -> None:
     field_option(s, EmdbQuery, "method", "--method", help="structure determination method")
     field_option(s, EmdbQuery, "released_after", "--released-after", help="YYYY-MM-DD")
     field_option(s, EmdbQuery, "released_before", "--released-before", help="YYYY-MM-DD")
-    field_option(s, EmdbQuery, "max_map_mb", "--max-map-mb", type=float, help="largest map, MB")
+    field_option(s, EmdbQuery, "max_map_mb", "--max-map-mb", type=float,
+                 help="largest map, MB: recorded in the table; 'fetch' applies it from each header")
     field_option(s, EmdbQuery, "limit", "--limit", type=int, help="most entries returned")
     field_option(s, EmdbQuery, "extra", "--extra", help="extra Solr clause ANDed to the query")
     net_options(s)

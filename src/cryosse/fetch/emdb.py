@@ -17,10 +17,11 @@ from xml.etree import ElementTree
 from ..errors import InputError
 from ..ids import _EMDB_RE, _PDB_RE, emdb_id, pdb_id
 from ..io import write_text
+from .checks import parse_xml
+from .transport import FetchConfig, FetchError, download
 from .transport import base_url as _base
 
 DEFAULT_EMDB_API = "https://www.ebi.ac.uk/emdb/api"
-from .transport import FetchConfig, download
 
 # ----------------------------------------------------------------------------- EMDB header
 
@@ -33,6 +34,17 @@ class EmdbHeader:
     method: str = ""
     status: str = ""
     title: str = ""
+    #: ``map/@size_kbytes``: the map's uncompressed size in kB (10^3 bytes)
+    map_kbytes: int | None = None
+
+    @property
+    def map_bytes(self) -> int | None:
+        return None if self.map_kbytes is None else self.map_kbytes * 1000
+
+
+def xs_boolean(value: str | None) -> bool:
+    """An ``xs:boolean`` attribute: ``true``/``1`` or ``false``/``0`` (whitespace collapsed)."""
+    return (value or "").strip() in ("true", "1")
 
 
 def _first_text(root, paths: list[str]) -> str | None:
@@ -46,12 +58,13 @@ def _first_text(root, paths: list[str]) -> str | None:
 def parse_emdb_header(path: str | os.PathLike) -> EmdbHeader:
     """Resolution, recommended (primary) contour level and fitted PDB ids of an EMDB header
     (XML, schema v3: ``emd/structure_determination_list/…/final_reconstruction/resolution``,
-    ``emd/map/contour_list/contour[@primary='true']/level``,
-    ``emd/crossreferences/pdb_list/pdb_reference/pdb_id``)."""
+    ``emd/map/contour_list/contour[@primary]/level`` (an ``xs:boolean``: ``true`` or ``1``),
+    ``emd/crossreferences/pdb_list/pdb_reference/pdb_id`` (four-character or extended ids),
+    ``emd/map/@size_kbytes``)."""
     p = Path(path)
     try:
-        root = ElementTree.parse(p).getroot()
-    except (ElementTree.ParseError, OSError) as exc:
+        root = parse_xml(p)
+    except (ElementTree.ParseError, OSError, FetchError) as exc:
         raise InputError(p, f"not a readable EMDB header ({exc})") from None
     for el in root.iter():  # drop namespaces if any
         if isinstance(el.tag, str) and "}" in el.tag:
@@ -61,11 +74,12 @@ def parse_emdb_header(path: str | os.PathLike) -> EmdbHeader:
                              ".//resolution"])
     level = None
     for c in root.findall("map/contour_list/contour"):
-        if c.get("primary", "").lower() == "true" or level is None:
+        primary = xs_boolean(c.get("primary"))
+        if primary or level is None:
             t = c.findtext("level")
             if t and t.strip():
-                level = float(t)
-                if c.get("primary", "").lower() == "true":
+                level = _float(t)
+                if primary and level is not None:
                     break
     pdbs = tuple(dict.fromkeys(e.text.strip().lower() for e in
                                root.findall("crossreferences/pdb_list/pdb_reference/pdb_id")
@@ -73,18 +87,27 @@ def parse_emdb_header(path: str | os.PathLike) -> EmdbHeader:
     method = _first_text(root, [".//structure_determination/method"]) or ""
     status = _first_text(root, ["admin/current_status/code"]) or ""
     title = _first_text(root, ["admin/title"]) or ""
+    kb = (root.find("map").get("size_kbytes") or "").strip() if root.find("map") is not None else ""
     return EmdbHeader(emdb_id(eid) if _EMDB_RE.match(eid) else "",
-                      float(res) if res else None, level, pdbs, method, status, title)
+                      _float(res), level, pdbs, method, status, title,
+                      int(kb) if kb.isdigit() and int(kb) > 0 else None)
 
 
 # ----------------------------------------------------------------------------- search
 
-QUERY_COLUMNS = ["emdb", "pdb", "resolution_a", "title", "release_date", "map_size_mb"]
+QUERY_COLUMNS = ["emdb", "pdb", "resolution_a", "title", "release_date"]
+#: Solr fields asked of the search API, as the EMDB's own client (``emdb`` on PyPI) and other
+#: public callers name them; the API has no map size field (the size comes from each header)
+SEARCH_FIELDS = "emdb_id,resolution,fitted_pdbs,title,release_date,current_status"
+#: the has-a-model filter, in the form public callers use
+HAS_MODEL = 'xref_links:"pdb"'
 
 
 @dataclass(frozen=True)
 class EmdbQuery:
-    """Selection of EMDB entries (single-particle, fitted model, resolution range, …)."""
+    """Selection of EMDB entries (released, single-particle, with a fitted model, resolution
+    range, release dates). ``max_map_mb`` is recorded with the table; the fetch applies it
+    from each entry's header (the search API has no map size)."""
 
     resolution_a: tuple[float, float] = (5.0, 10.0)
     method: str = "singleParticle"
@@ -97,7 +120,7 @@ class EmdbQuery:
     def solr(self) -> str:
         lo, hi = self.resolution_a
         q = [f"resolution:[{lo:g} TO {hi:g}]", f'structure_determination_method:"{self.method}"',
-             "fitted_pdbs:[* TO *]"]
+             'current_status:"REL"', HAS_MODEL]
         if self.released_after or self.released_before:
             a = f"{self.released_after}T00:00:00Z" if self.released_after else "*"
             b = f"{self.released_before}T23:59:59Z" if self.released_before else "*"
@@ -110,15 +133,22 @@ class EmdbQuery:
 def query_emdb(query: EmdbQuery, api_url: str = DEFAULT_EMDB_API,
                cfg: FetchConfig = FetchConfig()) -> list[dict]:
     """Entries matching ``query`` from the EMDB search API (``{api}/search/<solr query>`` with
-    CSV output), filtered again here (resolution, fitted model, map size), sorted by id."""
-    fields = "emdb_id,resolution,fitted_pdbs,title,release_date,map_size"
-    url = (f"{_base(api_url)}/search/{urllib.parse.quote(query.solr(), safe='')}"
-           f"?rows={int(query.limit)}&fl={fields}&wt=csv&download=true")
+    CSV output), checked again here whatever the server did with the filters: resolution in
+    range, a fitted model in ``fitted_pdbs``, status REL when the answer gives it; sorted by
+    id."""
+    url = (f"{_base(api_url, 'api_url')}/search/{urllib.parse.quote(query.solr(), safe='')}"
+           f"?rows={int(query.limit)}&fl={SEARCH_FIELDS}&wt=csv&download=true")
     with tempfile.TemporaryDirectory() as d:
-        path = download(url, Path(d) / "search.csv", what="EMDB search", cfg=cfg)
+        path = download(url, Path(d) / "search.csv", what="EMDB search", cfg=cfg,
+                        max_bytes=64_000_000 + 2_000 * int(query.limit))
         text = path.read_text(encoding="utf-8", errors="replace")
-    rows = []
-    lo, hi = query.resolution_a
+    return parse_search_csv(text, query)
+
+
+def parse_search_csv(text: str, query: EmdbQuery) -> list[dict]:
+    """Rows of a search answer (CSV) that fit ``query``: resolution in range, at least one
+    fitted PDB id, released (when the answer has ``current_status``); sorted by id."""
+    rows, lo, hi = [], *query.resolution_a
     for r in csv.DictReader(text.splitlines()):
         r = {k.strip().lower(): (v or "").strip() for k, v in r.items() if k}
         try:
@@ -127,15 +157,12 @@ def query_emdb(query: EmdbQuery, api_url: str = DEFAULT_EMDB_API,
         except (InputError, ValueError):
             continue
         pdbs = [p.lower() for p in re.split(r"[\s,;|]+", r.get("fitted_pdbs", "")) if _PDB_RE.match(p)]
-        size_mb = _float(r.get("map_size"))
-        if not (lo <= res <= hi) or not pdbs:
-            continue
-        if size_mb is not None and query.max_map_mb and size_mb > query.max_map_mb:
+        status = r.get("current_status", "").upper()
+        if not (lo <= res <= hi) or not pdbs or (status and status != "REL"):
             continue
         rows.append({"emdb": eid, "pdb": pdbs[0], "resolution_a": f"{res:g}",
                      "title": " ".join(r.get("title", "").split()),
-                     "release_date": r.get("release_date", "")[:10],
-                     "map_size_mb": "" if size_mb is None else f"{size_mb:g}"})
+                     "release_date": r.get("release_date", "")[:10]})
     rows.sort(key=lambda r: int(r["emdb"][4:]))
     return rows
 
@@ -149,10 +176,11 @@ def _float(v) -> float | None:
 
 def write_query_table(path: str | os.PathLike, rows: list[dict], query: EmdbQuery, api_url: str) -> None:
     """The query result as a TSV with a header of ``#`` lines: table version, date, query."""
-    lines = ["# cryosse EMDB query table, version 1",
+    lines = ["# cryosse EMDB query table, version 2",
              f"# date: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}",
              f"# api: {api_url}", f"# query: {query.solr()}",
-             f"# max_map_mb: {query.max_map_mb:g}", f"# entries: {len(rows)}",
+             f"# max_map_mb: {query.max_map_mb:g} (applied by the fetch, from each header)",
+             f"# entries: {len(rows)}",
              "\t".join(QUERY_COLUMNS)]
     lines += ["\t".join(str(r.get(c, "")).replace("\t", " ") for c in QUERY_COLUMNS) for r in rows]
     write_text(path, "\n".join(lines) + "\n")
