@@ -17,6 +17,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/losses.smk"
 include: "workflow/rules/bundle.smk"
+include: "workflow/rules/interop.smk"
 
 
 rule all:
