@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -188,9 +189,24 @@ def test_bad_config_is_rejected(tmp_path):
 TINY_ENTRIES = ["1a8o", "2xdga", "1ahsa", "3nbka", "1i8na", "2cvia", "3a4ra"]
 
 
+def _local_structures(dest: Path, entries: list[str]) -> str:
+    """The embedded table's rows of ``entries`` and their models, inside the work folder (so
+    the folder is self-contained and can be moved); returns the table's relative path."""
+    src = ROOT / "src/cryosse/data/structures"
+    (dest / "structures").mkdir()
+    lines = (src / "structures.tsv").read_text().splitlines()
+    rows = [ln for ln in lines[1:] if ln.split("\t")[0] in entries]
+    (dest / "structures/structures.tsv").write_text("\n".join([lines[0], *rows]) + "\n")
+    for ln in rows:
+        shutil.copy2(src / ln.split("\t")[1], dest / "structures")
+    return "structures/structures.tsv"
+
+
 @pytest.mark.slow
 def test_end_to_end_tiny(tmp_path):
-    cfg = {"structures": str(ROOT / "src/cryosse/data/structures/structures.tsv"),
+    tmp_path = tmp_path / "project"
+    tmp_path.mkdir()
+    cfg = {"structures": _local_structures(tmp_path, TINY_ENTRIES),
            "entries": TINY_ENTRIES,
            "train": {"steps": 12, "val_every": 6, "batch": 2},
            "compare_losses": {"steps": 3}}
@@ -233,9 +249,18 @@ def test_end_to_end_tiny(tmp_path):
     assert lab.data.shape == dens.data.shape and lab.origin_a == dens.origin_a
     ev = json.loads((res / f"predict/test/{test_id}/scores.json").read_text())
     assert ev["residues"]["n_residues"] > 40 and "Residue level" in report
-    # a second run has nothing to do
+    # a second run has nothing to do, nor has a copy of the work folder elsewhere (every
+    # recorded path is relative to the working folder)
     r2 = snakemake("--cores", "2", "-n", cwd=tmp_path)
     assert "Nothing to be done" in r2.stdout + r2.stderr
+    moved = tmp_path.parent / "elsewhere" / "copy"
+    moved.parent.mkdir()
+    subprocess.run(["cp", "-a", str(tmp_path), str(moved)], check=True)
+    r2m = snakemake("--cores", "2", "-n", cwd=moved)
+    assert r2m.returncode == 0 and "Nothing to be done" in r2m.stdout + r2m.stderr, r2m.stdout[-3000:]
+    shutil.rmtree(moved.parent)
+    # predict's preview of each test sample
+    assert (res / f"predict/test/{datalist['test'][0]['id']}/preview.png").read_bytes()[:4] == b"\x89PNG"
     # the loss comparison: five trainings with one seed and budget, a table and a chart
     r3 = snakemake("--cores", "2", "compare_losses", cwd=tmp_path)
     assert r3.returncode == 0, r3.stdout[-3000:] + r3.stderr[-3000:]
@@ -257,3 +282,16 @@ def test_end_to_end_tiny(tmp_path):
         assert (tc["preset"], tc["loss"], tc["norm"], tc["realism"], tc["steps"]) == ("resunet_fine", "dice", "local", True, 4)
         assert tc["realism_ramp"] == [0.0, 0.5]
     assert card["recipe"]["target"] == "snakemake bundled_model"
+    # the nnU-Net export target
+    r5 = snakemake("--cores", "2", "export_nnunet", cwd=tmp_path)
+    assert r5.returncode == 0, r5.stdout[-3000:] + r5.stderr[-3000:]
+    nn = json.loads((res / "nnunet_raw/Dataset501_cryosse/dataset.json").read_text())
+    assert nn["numTraining"] == len(datalist["training"]) + len(datalist["validation"])
+    # the Snakemake report embeds every figure the runs made
+    r6 = snakemake("--report", "report.html", "all", "compare_losses", "bundled_model", cwd=tmp_path)
+    assert r6.returncode == 0, r6.stdout[-3000:] + r6.stderr[-3000:]
+    html = (tmp_path / "report.html").read_text()
+    figures = sorted(p.relative_to(tmp_path).as_posix() for p in res.rglob("*.png"))
+    assert len(figures) >= 14, figures
+    for png in figures:
+        assert png in html, png
