@@ -150,6 +150,9 @@ def test_predict_maps_runs(tmp_path):
     scores = json.loads((tmp_path / "results/predict/maps/sim/scores.json").read_text())
     assert set(scores["classes"]) >= {"helix", "sheet", "other"} and scores["residues"]["n_residues"] > 40
     assert (tmp_path / "results/predict/maps/sim/slices.png").read_bytes()[:4] == b"\x89PNG"
+    for png in ("preview.png", "preview_vs_truth.png"):  # predict's preview, evaluate's true vs predicted
+        assert (tmp_path / "results/predict/maps/sim" / png).read_bytes()[:4] == b"\x89PNG"
+    assert "tiles" in (tmp_path / "logs/predict_map/sim.log").read_text()  # progress lines in the log
     summary = json.loads((tmp_path / "results/predict/maps/sim/summary.json").read_text())
     assert summary["zone_chains"] == ["A"] and summary["device"] in ("cpu", "cuda")
 
@@ -293,5 +296,6 @@ def test_end_to_end_tiny(tmp_path):
     html = (tmp_path / "report.html").read_text()
     figures = sorted(p.relative_to(tmp_path).as_posix() for p in res.rglob("*.png"))
     assert len(figures) >= 14, figures
-    for png in figures:
-        assert png in html, png
+    for png in figures:  # an embedded result (not just the path in a rule's code), with its caption
+        assert f'"{png}": {{"name": ' in html, png
+    assert "centre of mass" in html and "colour key" in html  # captions of preview.png and thumbnails.png

@@ -45,6 +45,12 @@ def write_view_script(path: str | os.PathLike, map_path: str | os.PathLike, leve
         "volume #3 level 0.5 style surface color #377eb8 transparency 0.3", "view", ""]))
 
 
+def _shown_name(map_path) -> str:
+    """The map's name in the preview's title, with its folder (``1abc_A/density.mrc``)."""
+    p = Path(map_path)
+    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
+
+
 def _contour_level(m: Map, cfg: PredictConfig) -> float:
     if cfg.contour is not None:
         return float(cfg.contour)
@@ -94,12 +100,12 @@ def predict_to_dir(map_path: str | os.PathLike, checkpoint: str | os.PathLike,
                     write_map_mmap(m, tmp / "labels.mrc", labels=True) as lab:
                 pred = predict_map(m, net, card, cfg, zone=zone, tile=plan.tile,
                                    outputs={"helix": h, "sheet": s, "labels": lab}, progress=progress)
-                write_preview(tmp / "preview.png", m, pred.labels, title=Path(map_path).name)
+                write_preview(tmp / "preview.png", m, pred.labels, title=_shown_name(map_path))
                 summary = dict(pred.summary)
                 del pred
         else:
             pred = predict_map(m, net, card, cfg, zone=zone, tile=plan.tile, progress=progress)
-            write_preview(tmp / "preview.png", m, pred.labels, title=Path(map_path).name)
+            write_preview(tmp / "preview.png", m, pred.labels, title=_shown_name(map_path))
             write_map(pred.helix_prob, tmp / "helix_prob.mrc")
             write_map(pred.sheet_prob, tmp / "sheet_prob.mrc")
             write_map(pred.labels, tmp / "labels.mrc", labels=True)
