@@ -2,6 +2,7 @@
 tiny config in a temporary folder."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -235,6 +236,24 @@ def test_end_to_end_tiny(tmp_path):
     assert len(datalist["training"]) + len(datalist["validation"]) + len(datalist["test"]) == 7
     assert (res / "dataset" / datalist["test"][0]["image"]).is_file()
     assert "accepted" in (res / "dataset/report/dataset_report.md").read_text()
+    # MONAI reads every datalist item with cryosse's reader, and the MONAI example of
+    # docs/interop.md trains on this datalist
+    if importlib.util.find_spec("monai") is not None:
+        import re
+
+        from monai.data import load_decathlon_datalist
+        from monai.transforms import LoadImaged
+
+        from cryosse.interop import MRCReader
+
+        load = LoadImaged(keys=["image", "label"], reader=MRCReader())
+        for split in ("training", "validation", "test"):
+            for item in load_decathlon_datalist(str(res / "dataset/datalist.json"), True, split):
+                d = load(item)
+                assert d["image"].shape == d["label"].shape and np.allclose(d["image"].affine, d["label"].affine)
+        example = re.findall(r"```python\n(.*?)```", (ROOT / "docs/interop.md").read_text(), re.S)[0]
+        exec(compile(example.replace("results/dataset/datalist.json", str(res / "dataset/datalist.json")),
+                     "docs/interop.md", "exec"), {})
     folds = read_tsv(res / "dataset/folds.tsv")
     assert {f["fold"] for f in folds if f["split"] != "test"} <= {"0", "1", "2", "3", "4"}
     report = (res / "report/report.md").read_text()

@@ -31,7 +31,9 @@ rule evaluate_component:
         labels="results/predict/test/{any_entry}_{chain}/labels.mrc",
         entry=lambda wc: LAYOUT.entry_inputs(wc.any_entry),
     output:
-        "results/predict/test/{any_entry}_{chain}/scores.json",
+        scores="results/predict/test/{any_entry}_{chain}/scores.json",
+        preview=report("results/predict/test/{any_entry}_{chain}/preview_vs_truth.png", category="Test split",
+                       subcategory="true vs predicted", caption="../report/preview_vs_truth.rst"),
     params:
         component=lambda wc: LAYOUT.component(f"{wc.any_entry}_{wc.chain}"),
         model=lambda wc: LAYOUT.model(wc.any_entry),
@@ -43,7 +45,8 @@ rule evaluate_component:
     shell:
         "cryosse evaluate --prediction {input.labels:q} --truth {params.component:q}/labels.mrc "
         "--density {params.component:q}/density.mrc --model {params.model:q} --chain {wildcards.chain:q} "
-        "--sse {params.sse:q} --id {wildcards.any_entry:q}_{wildcards.chain:q} -o {output:q} > {log:q} 2>&1"
+        "--sse {params.sse:q} --id {wildcards.any_entry:q}_{wildcards.chain:q} -o {output.scores:q} "
+        "--preview {output.preview:q} > {log:q} 2>&1"
 
 
 rule report:
