@@ -170,3 +170,15 @@ def test_training_curve_has_every_step_and_f1_axis(tmp_path):
     fig.canvas.draw()
     legend = loss_ax.get_legend().get_window_extent()
     assert legend.x0 > f1_ax.get_window_extent().x1
+
+
+def test_preview_zooms_to_the_density():
+    from cryosse.inference.preview import density_box
+
+    d = np.zeros((60, 60, 60), np.float32)
+    d[10:20, 30:40, 5:15] = 1.0
+    lo, hi = density_box(Map(d, (1.0,) * 3))
+    grow = 60 // 10 + 4
+    assert lo.tolist() == [10 - grow, 30 - grow, 0] and hi.tolist() == [20 + grow, 40 + grow, 15 + grow]
+    lo, hi = density_box(Map(np.ones((8, 8, 8), np.float32), (1.0,) * 3))  # nothing stands out
+    assert lo.tolist() == [0, 0, 0] and hi.tolist() == [8, 8, 8]
