@@ -14,7 +14,7 @@ $(BIN)/cryosse: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt torch
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[workflow,test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[workflow,monai,test]'
 	@touch $@
 
 setup: $(BIN)/cryosse mkdssp

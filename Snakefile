@@ -8,6 +8,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/settings.smk"
 include: "workflow/rules/fetch.smk"
@@ -17,6 +20,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/losses.smk"
 include: "workflow/rules/bundle.smk"
+include: "workflow/rules/interop.smk"
 
 
 rule all:

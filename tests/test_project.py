@@ -29,7 +29,7 @@ def test_readme_starts_with_the_two_commands():
 def test_readme_is_a_guide():
     text = (ROOT / "README.md").read_text()
     assert len(text.splitlines()) <= 250
-    for page in ("pipeline", "data_contract", "online", "training", "prediction", "cluster", "bundled_model"):
+    for page in ("pipeline", "data_contract", "interop", "online", "training", "prediction", "cluster", "bundled_model"):
         assert (ROOT / "docs" / f"{page}.md").is_file() and f"docs/{page}.md" in text, page
 
 

@@ -160,6 +160,12 @@ def test_resume_after_kill_is_exact(tiny_dataset, tmp_path):
     assert (tmp_path / "cut" / "metrics.jsonl").read_text().count("\n") == 2
     for name in ("checkpoint.pt", "model_card.json", "training_curve.png"):
         assert (tmp_path / "cut" / name).is_file()
+    # the loss of every step, for the curve: the resumed run's record equals the uninterrupted one's
+    from cryosse.io import read_tsv
+
+    per_step = read_tsv(tmp_path / "cut" / "train_loss.tsv")
+    assert [int(r["step"]) for r in per_step] == list(range(1, 41))
+    assert per_step == read_tsv(tmp_path / "ref" / "train_loss.tsv")
     card = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["card"]
     assert card["loss"] == "focal_dice" and card["data_sha256"] and card["classes"] == ["other", "helix", "sheet"]
 

@@ -2,8 +2,10 @@
 tiny config in a temporary folder."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -149,6 +151,9 @@ def test_predict_maps_runs(tmp_path):
     scores = json.loads((tmp_path / "results/predict/maps/sim/scores.json").read_text())
     assert set(scores["classes"]) >= {"helix", "sheet", "other"} and scores["residues"]["n_residues"] > 40
     assert (tmp_path / "results/predict/maps/sim/slices.png").read_bytes()[:4] == b"\x89PNG"
+    for png in ("preview.png", "preview_vs_truth.png"):  # predict's preview, evaluate's true vs predicted
+        assert (tmp_path / "results/predict/maps/sim" / png).read_bytes()[:4] == b"\x89PNG"
+    assert "tiles" in (tmp_path / "logs/predict_map/sim.log").read_text()  # progress lines in the log
     summary = json.loads((tmp_path / "results/predict/maps/sim/summary.json").read_text())
     assert summary["zone_chains"] == ["A"] and summary["device"] in ("cpu", "cuda")
 
@@ -188,9 +193,24 @@ def test_bad_config_is_rejected(tmp_path):
 TINY_ENTRIES = ["1a8o", "2xdga", "1ahsa", "3nbka", "1i8na", "2cvia", "3a4ra"]
 
 
+def _local_structures(dest: Path, entries: list[str]) -> str:
+    """The embedded table's rows of ``entries`` and their models, inside the work folder (so
+    the folder is self-contained and can be moved); returns the table's relative path."""
+    src = ROOT / "src/cryosse/data/structures"
+    (dest / "structures").mkdir()
+    lines = (src / "structures.tsv").read_text().splitlines()
+    rows = [ln for ln in lines[1:] if ln.split("\t")[0] in entries]
+    (dest / "structures/structures.tsv").write_text("\n".join([lines[0], *rows]) + "\n")
+    for ln in rows:
+        shutil.copy2(src / ln.split("\t")[1], dest / "structures")
+    return "structures/structures.tsv"
+
+
 @pytest.mark.slow
 def test_end_to_end_tiny(tmp_path):
-    cfg = {"structures": str(ROOT / "src/cryosse/data/structures/structures.tsv"),
+    tmp_path = tmp_path / "project"
+    tmp_path.mkdir()
+    cfg = {"structures": _local_structures(tmp_path, TINY_ENTRIES),
            "entries": TINY_ENTRIES,
            "train": {"steps": 12, "val_every": 6, "batch": 2},
            "compare_losses": {"steps": 3}}
@@ -216,6 +236,24 @@ def test_end_to_end_tiny(tmp_path):
     assert len(datalist["training"]) + len(datalist["validation"]) + len(datalist["test"]) == 7
     assert (res / "dataset" / datalist["test"][0]["image"]).is_file()
     assert "accepted" in (res / "dataset/report/dataset_report.md").read_text()
+    # MONAI reads every datalist item with cryosse's reader, and the MONAI example of
+    # docs/interop.md trains on this datalist
+    if importlib.util.find_spec("monai") is not None:
+        import re
+
+        from monai.data import load_decathlon_datalist
+        from monai.transforms import LoadImaged
+
+        from cryosse.interop import MRCReader
+
+        load = LoadImaged(keys=["image", "label"], reader=MRCReader())
+        for split in ("training", "validation", "test"):
+            for item in load_decathlon_datalist(str(res / "dataset/datalist.json"), True, split):
+                d = load(item)
+                assert d["image"].shape == d["label"].shape and np.allclose(d["image"].affine, d["label"].affine)
+        example = re.findall(r"```python\n(.*?)```", (ROOT / "docs/interop.md").read_text(), re.S)[0]
+        exec(compile(example.replace("results/dataset/datalist.json", str(res / "dataset/datalist.json")),
+                     "docs/interop.md", "exec"), {})
     folds = read_tsv(res / "dataset/folds.tsv")
     assert {f["fold"] for f in folds if f["split"] != "test"} <= {"0", "1", "2", "3", "4"}
     report = (res / "report/report.md").read_text()
@@ -233,9 +271,18 @@ def test_end_to_end_tiny(tmp_path):
     assert lab.data.shape == dens.data.shape and lab.origin_a == dens.origin_a
     ev = json.loads((res / f"predict/test/{test_id}/scores.json").read_text())
     assert ev["residues"]["n_residues"] > 40 and "Residue level" in report
-    # a second run has nothing to do
+    # a second run has nothing to do, nor has a copy of the work folder elsewhere (every
+    # recorded path is relative to the working folder)
     r2 = snakemake("--cores", "2", "-n", cwd=tmp_path)
     assert "Nothing to be done" in r2.stdout + r2.stderr
+    moved = tmp_path.parent / "elsewhere" / "copy"
+    moved.parent.mkdir()
+    subprocess.run(["cp", "-a", str(tmp_path), str(moved)], check=True)
+    r2m = snakemake("--cores", "2", "-n", cwd=moved)
+    assert r2m.returncode == 0 and "Nothing to be done" in r2m.stdout + r2m.stderr, r2m.stdout[-3000:]
+    shutil.rmtree(moved.parent)
+    # predict's preview of each test sample
+    assert (res / f"predict/test/{datalist['test'][0]['id']}/preview.png").read_bytes()[:4] == b"\x89PNG"
     # the loss comparison: five trainings with one seed and budget, a table and a chart
     r3 = snakemake("--cores", "2", "compare_losses", cwd=tmp_path)
     assert r3.returncode == 0, r3.stdout[-3000:] + r3.stderr[-3000:]
@@ -257,3 +304,17 @@ def test_end_to_end_tiny(tmp_path):
         assert (tc["preset"], tc["loss"], tc["norm"], tc["realism"], tc["steps"]) == ("resunet_fine", "dice", "local", True, 4)
         assert tc["realism_ramp"] == [0.0, 0.5]
     assert card["recipe"]["target"] == "snakemake bundled_model"
+    # the nnU-Net export target
+    r5 = snakemake("--cores", "2", "export_nnunet", cwd=tmp_path)
+    assert r5.returncode == 0, r5.stdout[-3000:] + r5.stderr[-3000:]
+    nn = json.loads((res / "nnunet_raw/Dataset501_cryosse/dataset.json").read_text())
+    assert nn["numTraining"] == len(datalist["training"]) + len(datalist["validation"])
+    # the Snakemake report embeds every figure the runs made
+    r6 = snakemake("--report", "report.html", "all", "compare_losses", "bundled_model", cwd=tmp_path)
+    assert r6.returncode == 0, r6.stdout[-3000:] + r6.stderr[-3000:]
+    html = (tmp_path / "report.html").read_text()
+    figures = sorted(p.relative_to(tmp_path).as_posix() for p in res.rglob("*.png"))
+    assert len(figures) >= 14, figures
+    for png in figures:  # an embedded result (not just the path in a rule's code), with its caption
+        assert f'"{png}": {{"name": ' in html, png
+    assert "centre of mass" in html and "colour key" in html  # captions of preview.png and thumbnails.png

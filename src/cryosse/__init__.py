@@ -11,7 +11,7 @@ calls.
 __version__ = "0.1.0"
 
 #: Version of the tensor data contract (see docs/data_contract.md).
-DATA_CONTRACT_VERSION = "1.0"
+DATA_CONTRACT_VERSION = "1.1"
 
 #: Label codes of the data contract.
 BACKGROUND, HELIX, SHEET, OTHER = 0, 1, 2, 3

@@ -27,7 +27,8 @@ rule bundle_train:
     output:
         checkpoint="results/bundle/model/seed{seed}/checkpoint.pt",
         card="results/bundle/model/seed{seed}/model_card.json",
-        curve="results/bundle/model/seed{seed}/training_curve.png",
+        curve=report("results/bundle/model/seed{seed}/training_curve.png", category="Bundled model",
+                     subcategory="training curves", caption="../report/training_curve.rst"),
     wildcard_constraints:
         seed=r"\d+",
     params:
@@ -64,6 +65,8 @@ rule real_maps:
     output:
         table="results/bundle/real_maps/real_maps.md",
         scores="results/bundle/real_maps/real_maps.json",
+        figures=[report(f"results/bundle/real_maps/{name}.png", category="Bundled model",
+                        subcategory="real maps", caption="../report/real_map.rst") for name in real_map_names()],
     params:
         folder=folder_of("table"),
     threads: 2

@@ -149,6 +149,15 @@ def have_real_maps():
     return bool(data and data.is_dir())
 
 
+def real_map_names():
+    """The real-map cases' names (each gets a figure), none when they are absent."""
+    if not have_real_maps():
+        return []
+    from cryosse.evaluate.realmaps import read_cases
+
+    return [c.name for c in read_cases(config["real_maps"])[0]]
+
+
 def bundle_targets(wildcards):
     """The exported model, and its scores on the real maps when they are present."""
     targets = ["results/bundle/cryosse-sse-v1.pt"]

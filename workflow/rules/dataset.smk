@@ -40,9 +40,12 @@ rule dataset_report:
         splits="results/dataset/splits.tsv",
     output:
         report="results/dataset/report/dataset_report.md",
-        balance="results/dataset/report/class_balance.png",
-        resolution="results/dataset/report/resolution.png",
-        thumbnails="results/dataset/report/thumbnails.png",
+        balance=report("results/dataset/report/class_balance.png", category="Data set",
+                       caption="../report/class_balance.rst"),
+        resolution=report("results/dataset/report/resolution.png", category="Data set",
+                          caption="../report/resolution.rst"),
+        thumbnails=report("results/dataset/report/thumbnails.png", category="Data set",
+                          caption="../report/thumbnails.rst"),
     params:
         folder=folder_of("report"),
     log:

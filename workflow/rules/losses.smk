@@ -9,6 +9,8 @@ rule train_loss:
     output:
         checkpoint="results/losses/{loss}/checkpoint.pt",
         card="results/losses/{loss}/model_card.json",
+        curve=report("results/losses/{loss}/training_curve.png", category="Loss comparison",
+                     subcategory="training curves", caption="../report/training_curve.rst"),
     params:
         folder=folder_of("checkpoint"),
     threads: 2
@@ -44,7 +46,8 @@ rule compare_losses:
     output:
         table="results/losses/comparison.md",
         tsv="results/losses/comparison.tsv",
-        chart="results/losses/comparison.png",
+        chart=report("results/losses/comparison.png", category="Loss comparison",
+                     caption="../report/loss_comparison.rst"),
     params:
         folder=folder_of("table"),
     log:

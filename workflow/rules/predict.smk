@@ -12,6 +12,8 @@ rule predict_component:
         helix="results/predict/test/{any_entry}_{chain}/helix_prob.mrc",
         sheet="results/predict/test/{any_entry}_{chain}/sheet_prob.mrc",
         labels="results/predict/test/{any_entry}_{chain}/labels.mrc",
+        preview=report("results/predict/test/{any_entry}_{chain}/preview.png", category="Test split",
+                       subcategory="predictions", caption="../report/preview.rst"),
     params:
         density=lambda wc: f"{LAYOUT.component(f'{wc.any_entry}_{wc.chain}')}/density.mrc",
         folder=folder_of("labels"),
@@ -29,7 +31,9 @@ rule evaluate_component:
         labels="results/predict/test/{any_entry}_{chain}/labels.mrc",
         entry=lambda wc: LAYOUT.entry_inputs(wc.any_entry),
     output:
-        "results/predict/test/{any_entry}_{chain}/scores.json",
+        scores="results/predict/test/{any_entry}_{chain}/scores.json",
+        preview=report("results/predict/test/{any_entry}_{chain}/preview_vs_truth.png", category="Test split",
+                       subcategory="true vs predicted", caption="../report/preview_vs_truth.rst"),
     params:
         component=lambda wc: LAYOUT.component(f"{wc.any_entry}_{wc.chain}"),
         model=lambda wc: LAYOUT.model(wc.any_entry),
@@ -41,7 +45,8 @@ rule evaluate_component:
     shell:
         "cryosse evaluate --prediction {input.labels:q} --truth {params.component:q}/labels.mrc "
         "--density {params.component:q}/density.mrc --model {params.model:q} --chain {wildcards.chain:q} "
-        "--sse {params.sse:q} --id {wildcards.any_entry:q}_{wildcards.chain:q} -o {output:q} > {log:q} 2>&1"
+        "--sse {params.sse:q} --id {wildcards.any_entry:q}_{wildcards.chain:q} -o {output.scores:q} "
+        "--preview {output.preview:q} > {log:q} 2>&1"
 
 
 rule report:
@@ -51,7 +56,8 @@ rule report:
     output:
         report="results/report/report.md",
         f1="results/report/f1.json",
-        chart="results/report/f1.png",
+        chart=report("results/report/f1.png", category="Test split", caption="../report/f1.rst"),
+        slice=report("results/report/slice.png", category="Test split", caption="../report/slice.rst"),
     params:
         folder=folder_of("report"),
     log:
@@ -73,6 +79,8 @@ rule predict:
         labels="results/predict/maps/{map_id}/labels.mrc",
         view="results/predict/maps/{map_id}/view.cxc",
         summary="results/predict/maps/{map_id}/summary.json",
+        preview=report("results/predict/maps/{map_id}/preview.png", category="Configured maps",
+                       subcategory="{map_id}", caption="../report/preview.rst"),
     params:
         options=predict_args,
         folder=folder_of("summary"),
@@ -112,7 +120,10 @@ rule evaluate_map:
         truth="results/predict/maps/{map_id}/truth_labels.mrc",
     output:
         scores="results/predict/maps/{map_id}/scores.json",
-        png="results/predict/maps/{map_id}/slices.png",
+        png=report("results/predict/maps/{map_id}/slices.png", category="Configured maps",
+                   subcategory="{map_id}", caption="../report/slices.rst"),
+        preview=report("results/predict/maps/{map_id}/preview_vs_truth.png", category="Configured maps",
+                       subcategory="{map_id}", caption="../report/preview_vs_truth.rst"),
     params:
         chain=map_chain_args,
     log:
@@ -122,7 +133,7 @@ rule evaluate_map:
     shell:
         "cryosse evaluate --prediction {input.labels:q} --truth {input.truth:q} --density {input.map:q} "
         "--model {input.model:q} {params.chain:q} --id {wildcards.map_id:q} -o {output.scores:q} "
-        "--png {output.png:q} > {log:q} 2>&1"
+        "--png {output.png:q} --preview {output.preview:q} > {log:q} 2>&1"
 
 
 rule predict_maps:

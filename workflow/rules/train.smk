@@ -6,7 +6,7 @@ rule train:
         checkpoint="results/model/checkpoint.pt",
         card="results/model/model_card.json",
         metrics="results/model/metrics.jsonl",
-        curve="results/model/training_curve.png",
+        curve=report("results/model/training_curve.png", category="Model", caption="../report/training_curve.rst"),
     params:
         folder=folder_of("checkpoint"),
     threads: 2

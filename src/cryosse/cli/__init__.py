@@ -11,11 +11,11 @@ import sys
 
 from .. import __version__
 from ..errors import CryosseError
-from . import dataset, evaluate, fetch, predict, prep, train
+from . import dataset, evaluate, fetch, interop, predict, prep, train
 
 __all__ = ["main", "build_parser"]
 
-STAGES = (fetch, prep, dataset, train, predict, evaluate)
+STAGES = (fetch, prep, dataset, interop, train, predict, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,6 +34,12 @@ def cmd_evaluate(a) -> None:
         if not a.density:
             raise InputError(a.prediction, "--png needs --density")
         write_slice_figure(a.png, read_map(a.density), truth, pred, scores["id"])
+    if a.preview:
+        from ..inference.preview import write_preview
+
+        if not a.density:
+            raise InputError(a.prediction, "--preview needs --density")
+        write_preview(a.preview, read_map(a.density), pred, truth=truth, title=scores["id"])
     print("voxels\n" + format_table(scores))
     if a.model:
         print("residues (majority of predicted voxels within 3 Å)\n" + format_table(scores["residues"]))
@@ -89,7 +95,7 @@ def register(sub) -> None:
                     "helix, sheet and other; with --model also per residue.",
                     "evaluate --prediction pred/labels.mrc --truth comp/labels.mrc -o scores.json\n"
                     "evaluate --prediction labels.mrc --truth truth.mrc --model fitted.pdb --chain A "
-                    "--density map.mrc --png slices.png", cmd_evaluate)
+                    "--density map.mrc --png slices.png --preview preview.png", cmd_evaluate)
     s.add_argument("--prediction", required=True, help="predicted label map (from 'cryosse predict')")
     s.add_argument("--truth", required=True, help="true label map on the same grid")
     s.add_argument("--id", help="sample id recorded in the JSON (default: the prediction's folder name)")
@@ -101,6 +107,8 @@ def register(sub) -> None:
     s.add_argument("-o", "--output", help="write the scores as JSON")
     alias(s, "--json", dest="output")
     s.add_argument("--png", help="also draw density, true and predicted labels on a slice (needs --density)")
+    s.add_argument("--preview", help="also write a preview PNG: true and predicted labels on three orthogonal "
+                   "slices through the density's centre of mass (needs --density)")
 
     s = add_command(sub, "score", "predict and score every sample of a datalist split",
                     "Voxel F1 (pooled and mean over samples) and residue F1 of a checkpoint on the train, val "

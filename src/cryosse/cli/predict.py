@@ -17,10 +17,14 @@ def cmd_predict(a) -> None:
         raise InputError(a.map, "--max-memory-gb and --batch must be positive, --overlap in [0, 1), --tile >= 0")
     if cfg.device and cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
         raise InputError(a.map, f"unknown --device {cfg.device!r} (cpu, cuda)")
+    from .progress import Progress
+
     s = predict_to_dir(a.map, a.checkpoint or BUNDLED_CHECKPOINT, a.output, cfg, model=a.model,
-                       chains=list(a.chain) if a.chain else None, zone_cfg=zone)
-    say(f"{a.output}: helix {s['helix_fraction']:.1%}, sheet {s['sheet_fraction']:.1%} of voxels, "
-        f"{s['runtime_s']:.2f} s on {s['device']}" + (", outputs streamed" if s["outputs_streamed"] else ""))
+                       chains=list(a.chain) if a.chain else None, zone_cfg=zone,
+                       progress=Progress("tiles", quiet=a.quiet))
+    if not a.quiet:
+            say(f"{a.output}: helix {s['helix_fraction']:.1%}, sheet {s['sheet_fraction']:.1%} of voxels, "
+            f"{s['runtime_s']:.2f} s on {s['device']}" + (", outputs streamed" if s["outputs_streamed"] else ""))
 
 
 def register(sub) -> None:
@@ -29,7 +33,9 @@ def register(sub) -> None:
                     "voxel size, normalised as in training, sliding windows with Gaussian blending (CUDA with "
                     "AMP when available, else CPU). Writes into OUTPUT, on MAP's own grid (shape, voxel size, "
                     "origin): helix_prob.mrc, sheet_prob.mrc, labels.mrc (0 background/other, 1 helix, "
-                    "2 sheet), view.cxc for ChimeraX and summary.json (last).",
+                    "2 sheet), view.cxc for ChimeraX, preview.png (three slices through the centre of mass, "
+                    "helix red, sheet blue) and summary.json (last). Progress (tiles done, ETA) goes to "
+                    "stderr: a bar on a terminal, a line per 10 % otherwise.",
                     "predict emd_5168.map -o prediction\n"
                     "predict map.mrc --model fitted.pdb --chain A --contour 0.02 -o prediction_A", cmd_predict)
     s.add_argument("map", metavar="MAP", help="density map (MRC/CCP4, optionally gzipped)")
@@ -58,5 +64,6 @@ def register(sub) -> None:
                  help="average over the four 180-degree rotations (4x time)")
     field_option(s, PredictConfig, "threads", "--threads", type=int,
                  help="CPU threads (0: OMP_NUM_THREADS if set, else the cores not kept busy by other processes)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress and no result line")
     config_option(s)
     output_option(s, "output folder")

@@ -17,6 +17,7 @@ from ..io import Map, write_json, write_map, write_map_mmap, write_text
 from ..prep.components import ComponentConfig
 from .memory import GB, plan_memory
 from .predictor import PredictConfig, chain_zone, predict_map
+from .preview import write_preview
 
 __all__ = ["predict_to_dir", "write_view_script", "OUTPUT_FILES", "BUNDLED_CHECKPOINT"]
 
@@ -24,7 +25,7 @@ __all__ = ["predict_to_dir", "write_view_script", "OUTPUT_FILES", "BUNDLED_CHECK
 #: says how it was trained and how it scores on real maps).
 BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "models" / "cryosse-sse-v1.pt"
 
-OUTPUT_FILES = ("helix_prob.mrc", "sheet_prob.mrc", "labels.mrc", "view.cxc", "summary.json")
+OUTPUT_FILES = ("helix_prob.mrc", "sheet_prob.mrc", "labels.mrc", "view.cxc", "preview.png", "summary.json")
 
 
 def write_view_script(path: str | os.PathLike, map_path: str | os.PathLike, level: float,
@@ -44,6 +45,12 @@ def write_view_script(path: str | os.PathLike, map_path: str | os.PathLike, leve
         "volume #3 level 0.5 style surface color #377eb8 transparency 0.3", "view", ""]))
 
 
+def _shown_name(map_path) -> str:
+    """The map's name in the preview's title, with its folder (``1abc_A/density.mrc``)."""
+    p = Path(map_path)
+    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
+
+
 def _contour_level(m: Map, cfg: PredictConfig) -> float:
     if cfg.contour is not None:
         return float(cfg.contour)
@@ -54,8 +61,10 @@ def _contour_level(m: Map, cfg: PredictConfig) -> float:
 def predict_to_dir(map_path: str | os.PathLike, checkpoint: str | os.PathLike,
                    out_dir: str | os.PathLike, cfg: PredictConfig = PredictConfig(), *,
                    model: str | os.PathLike | None = None, chains: list[str] | None = None,
-                   zone_cfg: ComponentConfig = ComponentConfig()) -> dict:
+                   zone_cfg: ComponentConfig = ComponentConfig(), progress=None) -> dict:
     """Predict ``map_path`` and write :data:`OUTPUT_FILES` into ``out_dir``; returns the summary.
+    ``preview.png``: :func:`cryosse.inference.preview.write_preview`; ``progress(done, total)``
+    is called with the tiles done.
 
     The memory plan is checked first: an estimate over ``cfg.max_memory_gb`` even with streamed
     outputs raises :class:`InputError` before anything is written. All files are written into
@@ -90,11 +99,13 @@ def predict_to_dir(map_path: str | os.PathLike, checkpoint: str | os.PathLike,
             with write_map_mmap(m, tmp / "helix_prob.mrc") as h, write_map_mmap(m, tmp / "sheet_prob.mrc") as s, \
                     write_map_mmap(m, tmp / "labels.mrc", labels=True) as lab:
                 pred = predict_map(m, net, card, cfg, zone=zone, tile=plan.tile,
-                                   outputs={"helix": h, "sheet": s, "labels": lab})
+                                   outputs={"helix": h, "sheet": s, "labels": lab}, progress=progress)
+                write_preview(tmp / "preview.png", m, pred.labels, title=_shown_name(map_path))
                 summary = dict(pred.summary)
                 del pred
         else:
-            pred = predict_map(m, net, card, cfg, zone=zone, tile=plan.tile)
+            pred = predict_map(m, net, card, cfg, zone=zone, tile=plan.tile, progress=progress)
+            write_preview(tmp / "preview.png", m, pred.labels, title=_shown_name(map_path))
             write_map(pred.helix_prob, tmp / "helix_prob.mrc")
             write_map(pred.sheet_prob, tmp / "sheet_prob.mrc")
             write_map(pred.labels, tmp / "labels.mrc", labels=True)

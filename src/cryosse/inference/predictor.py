@@ -126,11 +126,12 @@ def _labels_of(h: np.ndarray, s: np.ndarray) -> np.ndarray:
 
 def predict_map(m: Map, net, card: dict, cfg: PredictConfig = PredictConfig(), *,
                 zone: Zone | None = None, outputs: dict[str, np.ndarray] | None = None,
-                tile: int | None = None) -> Prediction:
+                tile: int | None = None, progress=None) -> Prediction:
     """Segment ``m`` with a loaded network and its model card (see the module doc).
 
     ``outputs``: arrays of ``m``'s shape to fill (``helix``, ``sheet``, ``labels``), e.g.
-    memory-mapped files; by default they are allocated.
+    memory-mapped files; by default they are allocated. ``progress(done, total)``: called
+    with the tiles done (:func:`cryosse.net.window.sliding_window_probs`).
     """
     import torch
 
@@ -142,7 +143,7 @@ def predict_map(m: Map, net, card: dict, cfg: PredictConfig = PredictConfig(), *
     if device == "cpu":
         torch.set_num_threads(cpu_threads(cfg.threads))
     try:
-        return _predict(m, _Network(net, card, device, amp), cfg, zone, outputs, tile, t0)
+        return _predict(m, _Network(net, card, device, amp, progress), cfg, zone, outputs, tile, t0)
     finally:
         torch.set_num_threads(threads_before)
 
@@ -160,7 +161,8 @@ def _masked_input(m: Map, cfg: PredictConfig, zone: Zone | None) -> Map:
     return src.with_data(d) if d is not src.data else src
 
 
-def _network_probs(src: Map, net, card: dict, cfg: PredictConfig, tile: int, device: str, amp: bool):
+def _network_probs(src: Map, net, card: dict, cfg: PredictConfig, tile: int, device: str, amp: bool,
+                   progress=None):
     """Steps 3-4: the working grid and the class probabilities on it (sliding windows)."""
     from ..net.inputs import prepare_density
     from ..net.window import sliding_window_probs
@@ -168,7 +170,7 @@ def _network_probs(src: Map, net, card: dict, cfg: PredictConfig, tile: int, dev
     work, x, pad = prepare_density(src, float(card["voxel_size_a"]), card.get("norm", "zscore"))
     probs = sliding_window_probs(FlipAverage(net) if cfg.tta else net, x, tile=tile, overlap=cfg.overlap,
                                  batch=cfg.batch, divisor=getattr(net, "divisor", 1), pad_value=pad,
-                                 device=device, amp=amp)
+                                 device=device, amp=amp, progress=progress)
     return work, probs
 
 
@@ -225,6 +227,7 @@ class _Network:
     card: dict
     device: str
     amp: bool
+    progress: object = None
 
 
 def _predict(m: Map, nw: _Network, cfg: PredictConfig, zone: Zone | None, outputs: dict | None,
@@ -233,7 +236,7 @@ def _predict(m: Map, nw: _Network, cfg: PredictConfig, zone: Zone | None, output
 
     card, device, amp = nw.card, nw.device, nw.amp
     tile = tile or cfg.tile or int(card.get("tile", 64))
-    work, probs = _network_probs(_masked_input(m, cfg, zone), nw.net, card, cfg, tile, device, amp)
+    work, probs = _network_probs(_masked_input(m, cfg, zone), nw.net, card, cfg, tile, device, amp, nw.progress)
     t_net = time.perf_counter() - t0
     if outputs is None:
         outputs = {"helix": np.empty(m.data.shape, np.float32), "sheet": np.empty(m.data.shape, np.float32),

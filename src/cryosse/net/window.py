@@ -71,8 +71,9 @@ def activation_bytes_per_voxel(net: torch.nn.Module, divisor: int) -> float:
 def sliding_window_probs(net: torch.nn.Module, volume: np.ndarray, *, tile: int = 64,
                          overlap: float = 0.5, batch: int = 2, divisor: int = 4,
                          pad_value: float = 0.0, device: str | torch.device = "cpu",
-                         amp: bool = False) -> np.ndarray:
-    """Class probabilities (C, Z, Y, X) of ``net`` on a normalised ``volume`` (Z, Y, X)."""
+                         amp: bool = False, progress=None) -> np.ndarray:
+    """Class probabilities (C, Z, Y, X) of ``net`` on a normalised ``volume`` (Z, Y, X).
+    ``progress(done, total)``, if given, is called with the tiles done after each batch."""
     net.eval()
     device = torch.device(device)
     shape = volume.shape
@@ -88,6 +89,8 @@ def sliding_window_probs(net: torch.nn.Module, volume: np.ndarray, *, tile: int 
     norm = np.zeros(full, np.float32)
     autocast = torch.autocast(device_type=device.type, dtype=torch.float16 if device.type == "cuda"
                               else torch.bfloat16, enabled=amp)
+    if progress is not None:
+        progress(0, len(starts))
     for b in range(0, len(starts), batch):
         chunk = starts[b:b + batch]
         x = np.stack([vol[z:z + tile_shape[0], y:y + tile_shape[1], x0:x0 + tile_shape[2]]
@@ -101,5 +104,7 @@ def sliding_window_probs(net: torch.nn.Module, volume: np.ndarray, *, tile: int 
             sl = (slice(z, z + tile_shape[0]), slice(y, y + tile_shape[1]), slice(x0, x0 + tile_shape[2]))
             acc[(slice(None),) + sl] += p * weight
             norm[sl] += weight
+        if progress is not None:
+            progress(b + len(chunk), len(starts))
     acc /= norm[None]
     return acc[:, :shape[0], :shape[1], :shape[2]]

@@ -1,7 +1,9 @@
 """The data set: the manifest (TSV) and the MONAI-style datalist (JSON) of the components.
 
 Rejected components stay in the manifest with their reason; the datalist lists the accepted
-ones per split, paths relative to its own folder.
+ones per split, paths relative to its own folder; every path of the manifest (``density``,
+``labels``, ``source``) is relative to the manifest's folder (data contract 1.1), so the
+folder can be moved.
 """
 from __future__ import annotations
 
@@ -14,13 +16,16 @@ from ..errors import InputError
 from ..io import read_tsv, write_json, write_tsv
 from .split import read_splits
 
-__all__ = ["MANIFEST_COLUMNS", "write_manifest", "load_datalist"]
+__all__ = ["MANIFEST_COLUMNS", "MANIFEST_PATHS", "write_manifest", "read_manifest", "load_datalist"]
 
 
 MANIFEST_COLUMNS = ["id", "entry", "chain", "pdb_id", "split", "status", "reason", "resolution_a",
                     "voxel_size_a", "shape_xyz", "n_background", "n_helix", "n_sheet", "n_other",
                     "density", "labels", "source", "correlation", "atoms_in_contour", "fold", "n_residues",
                     "n_missing_backbone", "n_chain_breaks", "n_insertion_codes", "n_altloc_chosen", "n_modified"]
+
+#: The manifest's path columns, each relative to the manifest's folder.
+MANIFEST_PATHS = ("density", "labels", "source")
 
 
 def _component_folders(dirs) -> list[Path]:
@@ -59,6 +64,8 @@ def write_manifest(component_dirs: list[str | os.PathLike], splits_tsv: str | os
         for c in ("background", "helix", "sheet", "other"):
             row[f"n_{c}"] = counts.get(c, "")
         row["shape_xyz"] = "x".join(str(v) for v in meta.get("shape_xyz", []))
+        if row["source"]:
+            row["source"] = os.path.relpath(Path(row["source"]).resolve(), manifest_dir)
         quality = meta.get("quality") or {}
         for k in ("correlation", "atoms_in_contour"):  # experimental maps only
             row[k] = "" if quality.get(k) is None else f"{quality[k]:.3f}"
@@ -81,7 +88,21 @@ def write_manifest(component_dirs: list[str | os.PathLike], splits_tsv: str | os
     return rows
 
 
+def read_manifest(path: str | os.PathLike) -> list[dict]:
+    """The manifest's rows with ``density``, ``labels`` and ``source`` as paths (absolute,
+    from the manifest's folder; empty stays empty)."""
+    base = Path(path).resolve().parent
+    rows = read_tsv(path)
+    for r in rows:
+        for k in MANIFEST_PATHS:
+            if r.get(k):
+                r[k] = str(base / r[k])
+    return rows
+
+
 def load_datalist(path: str | os.PathLike) -> dict:
+    """A datalist with every item's ``image`` and ``label`` made absolute (they are relative
+    to the datalist's folder); one-line error for an unreadable file or no training items."""
     p = Path(path)
     try:
         dl = json.loads(p.read_text())

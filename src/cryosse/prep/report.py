@@ -59,7 +59,7 @@ def _thumbnails_figure(png: Path, shown: list[dict], base: Path) -> None:
     plt = pyplot()
     ncol = min(6, max(1, len(shown)))
     nrow = max(1, -(-len(shown) // ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2 * ncol, 2 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(max(2 * ncol, 4.5), 2 * nrow + 0.35), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, r in zip(axes.ravel(), shown):
@@ -71,7 +71,12 @@ def _thumbnails_figure(png: Path, shown: list[dict], base: Path) -> None:
         over[lab[k] == 2] = (0, 0.3, 1, 0.5)
         ax.imshow(over, origin="lower")
         ax.set_title(r["id"], fontsize=7)
-    fig.tight_layout()
+    from matplotlib.patches import Patch
+
+    fig.legend(handles=[Patch(color=(1, 0, 0, 0.5), label="helix"), Patch(color=(0, 0.3, 1, 0.5), label="sheet"),
+                        Patch(facecolor="0.8", edgecolor="k", label="density (central z slice)")],
+               loc="lower center", ncol=3, frameon=False, fontsize=8)
+    fig.tight_layout(rect=(0, 0.35 / (2 * nrow), 1, 1))
     write_png(fig, png)
 
 

@@ -30,7 +30,8 @@ def load_structures(table: str | os.PathLike, entries: list[str] | None = None) 
     """Entries of a structures table (TSV with columns entry, file, chains, pdb_id), validated.
 
     ``file`` is relative to the table's folder and must stay inside it; ids must be plain
-    (letters, digits, '-'), so they are safe in paths and wildcards.
+    (letters, digits, '-'), so they are safe in paths and wildcards. An entry's ``path`` is the
+    table's path as given joined with ``file`` (relative when the table's path is).
     """
     p = Path(table)
     rows = read_tsv(p)
@@ -54,7 +55,9 @@ def load_structures(table: str | os.PathLike, entries: list[str] | None = None) 
             raise InputError(p, f"line {k}: file {r['file']!r} is outside the table's folder")
         if not f.is_file():
             raise InputError(p, f"line {k}: no such file {r['file']!r}")
-        out.append(Entry(r["entry"], str(f), chains, pdb_id))
+        # as given (relative to the working folder when the table's path is), so that a copied
+        # or moved work folder records the same paths and Snakemake plans nothing
+        out.append(Entry(r["entry"], os.path.normpath(p.parent / r["file"]), chains, pdb_id))
     names = [e.entry for e in out]
     if len(set(names)) != len(names):
         raise InputError(p, "entry ids are not unique")

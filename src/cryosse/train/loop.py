@@ -4,7 +4,8 @@ model-card checkpoint.
 
 Files in ``out_dir``: ``checkpoint.pt`` (best on validation: mean of helix and sheet F1),
 ``last.pt`` (everything needed to resume: weights, optimiser, schedule, step, random states,
-log), ``metrics.jsonl`` (one line per validation), ``training_curve.png``, ``model_card.json``.
+log), ``metrics.jsonl`` (one line per validation), ``train_loss.tsv`` (the training loss of every
+step), ``training_curve.png``, ``model_card.json``.
 A run killed at any moment (even ``kill -9``) and started again with the same arguments resumes
 from ``last.pt`` and ends with exactly the weights an uninterrupted run would have.
 """
@@ -33,7 +34,7 @@ from ..net.network import PRESETS, build_network
 from ..net.window import sliding_window_probs
 from ..prep.dataset import load_datalist
 from .config import TrainConfig
-from .curve import plot_curve
+from .curve import plot_curve, write_step_losses
 from .data import Sample, load_sample
 from .losses import LOSSES, make_loss
 from .sampler import PatchSampler, _degraded_copies
@@ -261,6 +262,7 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
         sched.step()
         state["step"] = step
         state["running"] = (state["running"] + [float(loss.detach())])[-cfg.val_every:]
+        state.setdefault("losses", []).append([step, state["running"][-1]])  # every step: the curve
         _progress(step, cfg.steps, t0, float(np.mean(state["running"][-20:])), start)
         over_time = cfg.max_minutes > 0 and time.time() - t0 > 60 * cfg.max_minutes
         if step % cfg.val_every == 0 or step == cfg.steps or over_time:
@@ -269,6 +271,7 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
             score, sheet = _validate(net, val_s, val_real, card, divisor, device, use_amp, rec)
             state["log"].append(rec)
             write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in state["log"]))
+            write_step_losses(out / "train_loss.tsv", state["losses"])
             if score > state["best_score"]:
                 state["best_score"], state["best"] = score, rec
                 save_checkpoint(out / "checkpoint.pt", net, dict(card, metrics=rec, step=step))
@@ -302,5 +305,6 @@ def _finish(out: Path, card: dict, state: dict, stop_reason: str, t0: float, met
     best_net, _, _ = load_checkpoint(out / "checkpoint.pt")
     save_checkpoint(out / "checkpoint.pt", best_net, card)
     write_json(out / "model_card.json", card)
-    plot_curve(metrics_path, out / "training_curve.png")
+    write_step_losses(out / "train_loss.tsv", state.get("losses", []))
+    plot_curve(metrics_path, out / "training_curve.png", out / "train_loss.tsv")
     return card
