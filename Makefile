@@ -14,7 +14,7 @@ $(BIN)/cryosse: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt torch
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[workflow,monai,test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[workflow,monai,nnunet,test]'
 	@touch $@
 
 setup: $(BIN)/cryosse mkdssp

@@ -276,11 +276,11 @@ def test_interop_env_is_the_rule_env_plus_nibabel():
 
 
 def test_export_passes_nnunet_integrity_check(folded_dataset, tmp_path):
-    """nnU-Net's own check, where nnunetv2 is installed (it is not in the test extra: its
-    dependencies, batchgenerators, acvl_utils, SimpleITK, pandas, would come with it)."""
+    """nnU-Net's own check (nnunetv2 comes with the 'nnunet' extra, which `make setup` installs
+    beside the CPU torch)."""
     pytest.importorskip("nibabel", reason="nibabel comes with the 'monai' extra")
     integrity = pytest.importorskip("nnunetv2.experiment_planning.verify_dataset_integrity",
-                                    reason="nnunetv2 is not installed (optional: pip install nnunetv2)")
+                                    reason="nnunetv2 is not installed (pip install '.[nnunet]')")
     assert main(["export-nnunet", "--datalist", str(folded_dataset / "datalist.json"), "--dataset-id", "9",
                  "-o", str(tmp_path)]) == 0
     integrity.verify_dataset_integrity(str(tmp_path / "Dataset009_cryosse"), num_processes=1)
