@@ -20,7 +20,7 @@ from .ids import EMDB
 from .prep.structures import (Entry, ExperimentalEntry, experimental_entries, load_structures, predict_maps,
                               resolution_for, sample_id)
 
-__all__ = ["Layout", "stage_configs", "is_experimental", "load_structures", "experimental_entries",
+__all__ = ["Layout", "stage_configs", "check_config", "is_experimental", "load_structures", "experimental_entries",
            "predict_maps", "resolution_for", "sample_id", "Entry", "ExperimentalEntry", "STAGES"]
 
 _EMDB = re.compile(rf"^{EMDB}$")
@@ -66,6 +66,49 @@ def stage_configs(config: dict) -> dict[str, dict]:
                          "realism_ramp": [float(v) for v in str(bundle["realism_ramp"]).split(",")]},
         "predict": {"max_memory_gb": config["predict"]["max_memory_gb"]},
     }
+
+
+#: the settings classes each stage's command reads, and the config section it comes from
+_READS = {"simulate": (("SimulateConfig",), "simulate"), "labels": (("LabelConfig",), "labels"),
+          "components": (("ComponentConfig",), "components"), "fetch": (("FetchConfig", "ArchiveConfig"), "emdb"),
+          "query": (("EmdbQuery", "FetchConfig", "ArchiveConfig"), "emdb.query"),
+          "experimental": (("QualityConfig",), "experimental"), "split": (("SplitConfig",), "split"),
+          "train": (("TrainConfig",), "train"), "losses": (("TrainConfig",), "compare_losses"),
+          "training_set": (("TrainingSetConfig",), "bundle"), "bundle_train": (("TrainConfig",), "bundle"),
+          "predict": (("PredictConfig",), "predict")}
+
+
+def check_config(config: dict) -> None:
+    """The checks the schema cannot make, by the rules the command line uses
+    (:mod:`cryosse.io.rules`): ranges and cross-field rules (low < high, fractions summing to
+    more than 0) of every stage's settings, URLs, and the paths of the config (no control
+    characters; the inputs that must exist do). Raises :class:`~cryosse.errors.InputError`
+    naming the config key."""
+    from .errors import InputError
+    from .io import rules
+
+    lo, hi = config["simulate"]["resolution_a"]
+    if not lo < hi:
+        raise InputError("config simulate.resolution_a", f"low must be below high, got {lo:g}, {hi:g}")
+    for stage, values in stage_configs(config).items():
+        names, section = _READS[stage]
+        for name in names:
+            bad = rules.problems_in(name, values)
+            if bad:
+                raise InputError(f"config {section}.{bad[0][0]}", bad[0][1])
+    must_exist = [("structures", config["structures"]), ("bundle.extra_structures",
+                                                          config["bundle"]["extra_structures"])]
+    if not config["emdb"]["query"]["enabled"]:
+        must_exist.append(("emdb.table", config["emdb"]["table"]))
+    for k, m in enumerate(config["predict"]["maps"]):
+        must_exist += [(f"predict.maps[{k}].path", m["path"]), (f"predict.maps[{k}].model", m.get("model", ""))]
+    for key, path in must_exist:
+        rules.check_path(f"config {key}", path, must_exist=True)
+    for key, path in (("emdb.cache", config["emdb"]["cache"]), ("predict.checkpoint", config["predict"]["checkpoint"]),
+                      ("real_maps", config["real_maps"])):
+        rules.check_path(f"config {key}", path)
+    checkpoint = config["predict"]["checkpoint"]  # one under results/ is made by the workflow
+    rules.check_path("config predict.checkpoint", checkpoint, must_exist=not checkpoint.startswith("results/"))
 
 
 class Layout:
