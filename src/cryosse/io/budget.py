@@ -4,8 +4,8 @@ against the budget before any data array is allocated. One rule for ``simulate``
 ``crop``, ``crop-entry``, ``prepare-map`` and ``predict``; a model with one atom thousands of Å
 away implies an absurd grid and is refused by the same rule.
 
-The bytes per voxel are upper estimates of each command's arrays (measured peaks in
-``tests/test_hostile.py`` stay below them)."""
+The bytes per voxel are upper estimates of each command's arrays: the growth of the measured
+peak with the grid stays below the growth of the estimate (``tests/test_hostile.py``)."""
 from __future__ import annotations
 
 import os
@@ -93,5 +93,6 @@ def check_budget(culprit: str | os.PathLike, need_bytes: float, budget_gb: float
     budget; returns the estimate in GB."""
     need = need_bytes / GB
     if need > budget_gb:
-        raise InputError(culprit, f"needs ~{need:.2f} GB ({what}), budget {budget_gb:g} GB (--max-memory-gb)")
+        shown = f"{need:.3g}" if need < 1000 else f"{need:,.0f}"
+        raise InputError(culprit, f"needs ~{shown} GB, budget {budget_gb:g} GB ({what}; --max-memory-gb)")
     return need
