@@ -194,6 +194,9 @@ def _config(**changes) -> dict:
     ("structures", str(STRUCTURES / "no-such.tsv"), "structures"),
     ("predict.maps", [{"path": "/no/such map.mrc"}], "predict.maps[0].path"),
     ("predict.checkpoint", "-rf.pt", "predict.checkpoint"),
+    ("entries", ["1a8o\n"], "entries[0]"),
+    ("emdb.entries", [{"emdb": "5168\n"}], "emdb.entries[0].emdb"),
+    ("bundle.realism_ramp", "0.2,1.5", "bundle.realism_ramp"),
 ])
 def test_workflow_config_cross_field_rules(key, value, culprit):
     from cryosse.errors import InputError

@@ -78,15 +78,30 @@ _READS = {"simulate": (("SimulateConfig",), "simulate"), "sse": (("SSEConfig",),
           "predict": (("PredictConfig",), "predict")}
 
 
+def _strings(node, key=""):
+    """(dotted key, value) of every string in a config."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _strings(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for k, v in enumerate(node):
+            yield from _strings(v, f"{key}[{k}]")
+    elif isinstance(node, str):
+        yield key, node
+
+
 def check_config(config: dict) -> None:
     """The checks the schema cannot make, by the rules the command line uses
     (:mod:`cryosse.io.rules`): ranges and cross-field rules (low < high, fractions summing to
-    more than 0) of every stage's settings, URLs, and the paths of the config (no control
-    characters; the inputs that must exist do). Raises :class:`~cryosse.errors.InputError`
+    more than 0) of every stage's settings, URLs, no control characters in any string (ids,
+    paths), and the inputs that must exist. Raises :class:`~cryosse.errors.InputError`
     naming the config key."""
     from .errors import InputError
     from .io import rules
 
+    for key, value in _strings(config):
+        if not re.fullmatch(rules.PATH, value):
+            raise InputError(f"config {key}", f"has control characters: {value!r}")
     lo, hi = config["simulate"]["resolution_a"]
     if not lo < hi:
         raise InputError("config simulate.resolution_a", f"low must be below high, got {lo:g}, {hi:g}")

@@ -36,7 +36,8 @@ RULES: dict[str, dict[str, tuple]] = {
                       "max_memory_gb": _POS, "slab": ((">=", 1),), "threads": _NONNEG},
     "TrainConfig": {"voxel_size_a": _POS, "patch": ((">=", 8),), "batch": ((">=", 1),), "steps": ((">=", 1),),
                     "lr": _POS, "val_every": ((">=", 1),), "checkpoint_every": ((">=", 1),),
-                    "patience": _NONNEG, "max_minutes": _NONNEG, "weight_decay": _NONNEG},
+                    "patience": _NONNEG, "max_minutes": _NONNEG, "weight_decay": _NONNEG,
+                    "realism_ramp": _FRACTION, "realism_clean": _FRACTION},
 }
 
 #: fields that are ranges (low, high): low < high
