@@ -440,7 +440,8 @@ def test_predict_checks_the_header_and_the_model_extent_first(tmp_path):
     r = run_cli("predict", small, "--model", model, "--chain", "A", "-o", tmp_path / "q")
     line = one_error_line(r)
     assert f"{model}: needs ~" in line and "zone box" in line, line
-    assert not (tmp_path / "p").exists() and not list((tmp_path / "q").glob("*")) if (tmp_path / "q").exists() else True
+    assert not (tmp_path / "p").exists()
+    assert not (tmp_path / "q").exists() or not any((tmp_path / "q").iterdir())
 
 
 # ----------------------------------------------------------------------------- 4. environment

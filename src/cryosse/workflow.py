@@ -69,7 +69,8 @@ def stage_configs(config: dict) -> dict[str, dict]:
 
 
 #: the settings classes each stage's command reads, and the config section it comes from
-_READS = {"simulate": (("SimulateConfig",), "simulate"), "sse": (("SSEConfig",), "sse"), "labels": (("LabelConfig",), "labels"),
+_READS = {"simulate": (("SimulateConfig",), "simulate"), "sse": (("SSEConfig",), "sse"),
+          "labels": (("LabelConfig",), "labels"),
           "components": (("ComponentConfig",), "components"), "fetch": (("FetchConfig", "ArchiveConfig"), "emdb"),
           "query": (("EmdbQuery", "FetchConfig", "ArchiveConfig"), "emdb.query"),
           "experimental": (("QualityConfig",), "experimental"), "split": (("SplitConfig",), "split"),

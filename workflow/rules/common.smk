@@ -9,8 +9,8 @@ from cryosse import ids
 from cryosse.fetch import read_query_table
 from cryosse.io import read_tsv
 from cryosse.train.config import LOSSES
-from cryosse.workflow import (Layout, STAGES, check_config, experimental_entries, is_experimental, load_structures,
-                              predict_maps, resolution_for, stage_configs)
+from cryosse.workflow import (Layout, STAGES, check_config, experimental_entries, is_experimental,
+                              load_structures, predict_maps, resolution_for, stage_configs)
 
 
 validate(config, "../schemas/config.schema.yaml")

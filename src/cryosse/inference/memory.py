@@ -109,8 +109,9 @@ def check_before_reading(map_path, card: dict, net, cfg: PredictConfig, atoms_xy
     if atoms_xyz is not None and len(atoms_xyz):
         pad = zone_cfg.margin_a + zone_cfg.multiple * max(h.voxel_size_a)
         n_box = box_voxels(atoms_xyz.min(axis=0), atoms_xyz.max(axis=0), h.voxel_size_a, pad)
-        check_budget(model, max(reading, 4 * h.voxels + 30 * n_box), budget, f"a zone box of {n_box:.3g} voxels for a model "
-                     f"extent of {' x '.join(f'{v:.0f}' for v in np.ptp(atoms_xyz, axis=0))} Å, and the map")
+        extent = " x ".join(f"{v:.0f}" for v in np.ptp(atoms_xyz, axis=0))
+        check_budget(model, max(reading, 4 * h.voxels + 30 * n_box), budget,
+                     f"a zone box of {n_box:.3g} voxels for a model extent of {extent} Å, and the map")
         return
     plan = plan_memory(h.shape_zyx, h.voxel_size_a, card, net, cfg, None, device)
     check_budget(map_path, max(reading, plan.streamed), budget,
