@@ -431,13 +431,13 @@ def test_the_estimates_bound_the_measured_peaks(tmp_path, command):
 
 def test_predict_checks_the_header_and_the_model_extent_first(tmp_path):
     big = _claims(tmp_path / "big.mrc", 3000)
-    r = run_cli("predict", big, "-o", tmp_path / "p")
+    r = run_cli("predict", big, "-o", tmp_path / "p", limit_gb=2.5)
     line = one_error_line(r)
     assert f"{big}: needs ~" in line and "budget 8 GB" in line, line
     small = tmp_path / "small.mrc"
     write_map(Map(np.zeros((16, 16, 16), np.float32), (2.0,) * 3), small)
     model = _far_model(tmp_path / "far.pdb")
-    r = run_cli("predict", small, "--model", model, "--chain", "A", "-o", tmp_path / "q")
+    r = run_cli("predict", small, "--model", model, "--chain", "A", "-o", tmp_path / "q", limit_gb=2.5)
     line = one_error_line(r)
     assert f"{model}: needs ~" in line and "zone box" in line, line
     assert not (tmp_path / "p").exists()
@@ -471,6 +471,30 @@ def test_disk_full_is_one_line_and_leaves_nothing(tmp_path):
         assert not out.exists() and not leftovers(full) and not list(full.iterdir())
         r = run_cli("sse", MODEL, "-o", full / "sse.tsv")  # small outputs still fit
         assert r.returncode == 0, r.stderr
+
+
+def _small_checkpoint(path: Path) -> Path:
+    import torch
+
+    from cryosse.net.checkpoint import save_checkpoint
+    from cryosse.net.network import PRESETS, build_network
+
+    torch.manual_seed(0)
+    arch = dict(PRESETS["small"], n_classes=3, preset="small")
+    save_checkpoint(path, build_network(arch), {"arch": arch, "classes": ["other", "helix", "sheet"],
+                                                "voxel_size_a": 2.0, "data_voxel_size_a": 1.0, "tile": 32})
+    return path
+
+
+def test_disk_full_in_predict_is_one_line_and_leaves_no_temporary_folder(tmp_path):
+    ckpt = _small_checkpoint(tmp_path / "ckpt.pt")
+    m = tmp_path / "m.mrc"
+    write_map(Map(np.random.default_rng(0).random((48, 48, 48), dtype=np.float32), (1.0,) * 3), m)
+    with tiny_tmpfs(tmp_path / "full", "300k") as full:
+        r = run_cli("predict", m, "--checkpoint", ckpt, "--device", "cpu", "-o", full / "pred", limit_gb=3)
+        line = one_error_line(r)
+        assert "no space left" in line, line
+        assert not leftovers(full) and not (full / "pred" / "summary.json").exists()
 
 
 def test_read_only_output_is_one_line(tmp_path):
