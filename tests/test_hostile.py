@@ -611,3 +611,12 @@ def test_gzipped_outputs_are_whole_or_absent_after_a_full_disk(tmp_path):
     ok = tmp_path / "y.mrc.gz"
     write_map(Map(np.zeros((8, 8, 8), np.float32), (1.0,) * 3), ok)
     assert gzip.decompress(ok.read_bytes())[:4]
+
+
+def test_a_broken_resume_checkpoint_is_one_line(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "last.pt").write_text("not a checkpoint\n")
+    line = in_process_error(capsys, "train", "--datalist", tiny_dataset / "datalist.json", "--steps", "2",
+                            "--device", "cpu", "-o", out)
+    assert f"{out / 'last.pt'}: cannot be read to resume" in line and "weights_only" not in line, line

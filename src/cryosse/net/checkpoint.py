@@ -37,7 +37,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[UNet3
     try:
         blob = torch.load(p, map_location=device, weights_only=True)
     except Exception as exc:
-        raise InputError(p, f"not a loadable cryosse checkpoint ({_load_problem(exc)})") from None
+        raise InputError(p, f"not a loadable cryosse checkpoint ({load_problem(exc)})") from None
     if not isinstance(blob, dict) or "card" not in blob or "state_dict" not in blob:
         raise InputError(p, "not a cryosse checkpoint (no model card)")
     card = blob["card"]
@@ -49,7 +49,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[UNet3
     return net.to(device).eval(), card, blob
 
 
-def _load_problem(exc: BaseException) -> str:
+def load_problem(exc: BaseException) -> str:
     """Why torch.load failed, in one short line, without torch's advice to load with
     ``weights_only=False`` (that would run code from the file: never)."""
     text = " ".join(str(exc).split())
