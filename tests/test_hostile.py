@@ -403,7 +403,7 @@ def _peak_and_estimate(args) -> tuple[int, float]:
     return int(rss) * 1024, float(one_error_line(e).split("needs ~")[1].split()[0]) * GB
 
 
-@pytest.mark.parametrize("command", ["simulate", "label", "crop", "prepare-map"])
+@pytest.mark.parametrize("command", ["simulate", "simulate-realism", "label", "crop", "prepare-map"])
 def test_the_estimates_bound_the_measured_peaks(tmp_path, command):
     """Between a small and a larger grid, the measured peak grows less than the estimate (the
     interpreter's own memory cancels out)."""
@@ -418,7 +418,8 @@ def test_the_estimates_bound_the_measured_peaks(tmp_path, command):
         k = [min(a, n) for a in sim.data.shape]
         data[:k[0], :k[1], :k[2]] = sim.data[:k[0], :k[1], :k[2]]
         write_map(Map(data, (1.0,) * 3, sim.origin_a), m)
-        args = {"simulate": ["simulate", MODEL, "--resolution", "6", "--padding", n / 2 - 20, "-o", tmp_path / "s.mrc"],
+        sim_args = ["simulate", MODEL, "--resolution", "6", "--padding", n / 2 - 20, "-o", tmp_path / "s.mrc"]
+        args = {"simulate": sim_args, "simulate-realism": sim_args + ["--realism-seed", "1"],
                 "label": ["label", MODEL, m, "-o", tmp_path / "l.mrc"],
                 "crop": ["crop", MODEL, m, "--chain", "A", "-o", tmp_path / "c"],
                 "prepare-map": ["prepare-map", "--map", m, "--model", MODEL, "--resolution", "6", "--contour", "0.1",
