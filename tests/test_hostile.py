@@ -621,3 +621,23 @@ def test_a_broken_resume_checkpoint_is_one_line(tiny_dataset, tmp_path, capsys):
     line = in_process_error(capsys, "train", "--datalist", tiny_dataset / "datalist.json", "--steps", "2",
                             "--device", "cpu", "-o", out)
     assert f"{out / 'last.pt'}: cannot be read to resume" in line and "weights_only" not in line, line
+
+
+def test_the_budget_comes_from_the_flag_the_config_file_or_the_one_default(tmp_path, capsys):
+    from cryosse.inference import PredictConfig
+    from cryosse.io.budget import DEFAULT_MEMORY_GB
+    from cryosse.workflow import stage_configs
+
+    assert SCHEMA["properties"]["max_memory_gb"]["default"] == DEFAULT_MEMORY_GB == PredictConfig().max_memory_gb
+    assert {s for s, v in stage_configs(_config(max_memory_gb=3.5)).items() if v.get("max_memory_gb") == 3.5} == {
+        "simulate", "labels", "components", "experimental"}
+    m = tmp_path / "m.mrc"
+    write_map(Map(np.zeros((32, 32, 32), np.float32), (1.0,) * 3), m)
+    cfg = tmp_path / "labels.json"
+    cfg.write_text(json.dumps({"radius_a": 3.0, "max_memory_gb": 0.0001}))
+    line = in_process_error(capsys, "label", MODEL, m, "--config", cfg, "-o", tmp_path / "l.mrc")
+    assert "budget 0.0001 GB" in line
+    cfg.write_text(json.dumps({"max_memory_gb": -1}))
+    line = in_process_error(capsys, "label", MODEL, m, "--config", cfg, "-o", tmp_path / "l.mrc")
+    assert f"{cfg}: max_memory_gb: must be a number > 0" in line
+    assert main([str(a) for a in ("label", MODEL, m, "--config", cfg, "--max-memory-gb", "1", "-o", tmp_path / "l.mrc")]) == 0

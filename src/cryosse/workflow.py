@@ -43,16 +43,17 @@ def stage_configs(config: dict) -> dict[str, dict]:
     c, emdb, q = config["components"], config["emdb"], config["emdb"]["query"]
     train, bundle, losses = config["train"], config["bundle"], config["compare_losses"]
     radius = config["labels"]["radius_a"]
+    mem = {"max_memory_gb": config["max_memory_gb"]}  # the preparation jobs' budget (cryosse.io.budget)
     return {
-        "simulate": {"voxel_size_a": config["simulate"]["voxel_size_a"]},
+        "simulate": {"voxel_size_a": config["simulate"]["voxel_size_a"], **mem},
         "sse": {"engine": config["sse"]["engine"], "helix": config["sse"]["classes"]["helix"],
                 "sheet": config["sse"]["classes"]["sheet"]},
-        "labels": {"radius_a": radius},
-        "components": {**c, "label_radius_a": radius},
+        "labels": {"radius_a": radius, **mem},
+        "components": {**c, "label_radius_a": radius, **mem},
         "fetch": {k: emdb[k] for k in ("cache", "emdb_url", "pdb_url", "timeout_s", "retries", "per_host")},
         "query": {"api_url": emdb["api_url"], "timeout_s": emdb["timeout_s"], "retries": emdb["retries"],
                   **{k: q[k] for k in ("resolution_a", "released_after", "released_before", "max_map_mb", "limit")}},
-        "experimental": {**config["experimental"], "zone_radius_a": c["zone_radius_a"]},
+        "experimental": {**config["experimental"], "zone_radius_a": c["zone_radius_a"], **mem},
         "split": dict(config["split"]),
         "train": dict(train),
         # the loss comparison: one seed and budget for every loss (the loss comes from the job)

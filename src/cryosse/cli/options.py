@@ -94,17 +94,25 @@ def memory_option(p):
     checked against before any data is read."""
     from ..io.budget import DEFAULT_MEMORY_GB
 
-    p.add_argument("--max-memory-gb", type=float, default=DEFAULT_MEMORY_GB, metavar="GB",
+    p.add_argument("--max-memory-gb", type=float, default=None, metavar="GB",
                    help="memory budget: the peak estimated from the map header and the model's extent must "
-                        "fit, else the command stops before reading the data")
+                        f"fit, else the command stops before reading the data (default: the --config file's "
+                        f"max_memory_gb, else {DEFAULT_MEMORY_GB:g})")
 
 
 def memory_budget(a) -> float:
-    """The budget of ``--max-memory-gb`` (> 0, named when not)."""
-    gb = a.max_memory_gb
-    if not gb > 0:
-        raise InputError("--max-memory-gb", f"must be > 0, got {gb:g}")
-    return gb
+    """The budget: ``--max-memory-gb``, else ``max_memory_gb`` of the ``--config`` file, else
+    :data:`cryosse.io.budget.DEFAULT_MEMORY_GB` (> 0, the culprit named when not)."""
+    from ..io.budget import DEFAULT_MEMORY_GB
+
+    gb, where = a.max_memory_gb, "--max-memory-gb"
+    if gb is None and getattr(a, "config", None):
+        gb, where = _read_config(a.config).get("max_memory_gb"), f"{a.config}: max_memory_gb"
+    if gb is None:
+        return DEFAULT_MEMORY_GB
+    if isinstance(gb, bool) or not isinstance(gb, (int, float)) or not gb > 0:
+        raise InputError(where, f"must be a number > 0, got {gb!r}")
+    return float(gb)
 
 
 def config_option(p):
@@ -159,6 +167,10 @@ def _coerce(cls, name: str, value):
     return value
 
 
+#: keys any stage's settings file may hold: the memory budget (:func:`memory_budget`)
+COMMON_KEYS = ("max_memory_gb",)
+
+
 def settings(args, *classes, ignore: tuple[str, ...] = ()):
     """Instances of the settings ``classes`` from their defaults, ``--config`` and the flags
     given (in that order of precedence, lowest first). Keys of the file that no class has (and
@@ -169,7 +181,7 @@ def settings(args, *classes, ignore: tuple[str, ...] = ()):
         doc = _read_config(args.config)
         for key, v in doc.items():
             hit = [k for k, n in enumerate(names) if key in n]
-            if not hit and key not in ignore:
+            if not hit and key not in ignore and key not in COMMON_KEYS:
                 known = sorted(set().union(*names))
                 raise InputError(args.config, f"unknown setting {key!r} (known: {', '.join(known)})")
             for k in hit:
