@@ -236,7 +236,7 @@ def test_memory_budget_streams_or_refuses(tmp_path, checkpoint):
                         str(checkpoint), "--max-memory-gb", "0.0001", "-o", str(tmp_path / "none")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and not (tmp_path / "none").exists()
-    assert len(r.stderr.strip().splitlines()) == 1 and "m.mrc: needs about" in r.stderr and "GB" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "m.mrc: needs ~" in r.stderr and "GB" in r.stderr
 
 
 def test_failed_prediction_leaves_previous_outputs_or_nothing(tmp_path, checkpoint, monkeypatch):

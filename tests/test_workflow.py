@@ -77,7 +77,7 @@ def test_dry_run_with_configured_maps(tmp_path):
     assert "--model" in out and "--chain A" in out and "--contour 0.5" in out and "--png" in out
     profile = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
     assert profile["set-resources"]["predict"]["gpu"] == 1
-    bad = dict(cfg, predict={"maps": [{"path": "x.map", "chain": "A"}]})
+    bad = dict(cfg, predict={"maps": [{"path": str(tmp_path / "emd_1.map"), "chain": "A"}]})
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(bad))
     r = snakemake("-n", cwd=tmp_path)
     assert r.returncode != 0 and "needs 'model'" in r.stdout + r.stderr

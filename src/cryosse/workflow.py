@@ -20,7 +20,7 @@ from .ids import EMDB
 from .prep.structures import (Entry, ExperimentalEntry, experimental_entries, load_structures, predict_maps,
                               resolution_for, sample_id)
 
-__all__ = ["Layout", "stage_configs", "is_experimental", "load_structures", "experimental_entries",
+__all__ = ["Layout", "stage_configs", "check_config", "is_experimental", "load_structures", "experimental_entries",
            "predict_maps", "resolution_for", "sample_id", "Entry", "ExperimentalEntry", "STAGES"]
 
 _EMDB = re.compile(rf"^{EMDB}$")
@@ -43,17 +43,18 @@ def stage_configs(config: dict) -> dict[str, dict]:
     c, emdb, q = config["components"], config["emdb"], config["emdb"]["query"]
     train, bundle, losses = config["train"], config["bundle"], config["compare_losses"]
     radius = config["labels"]["radius_a"]
+    mem = {"max_memory_gb": config["max_memory_gb"]}  # the preparation jobs' budget (cryosse.io.budget)
     return {
-        "simulate": {"voxel_size_a": config["simulate"]["voxel_size_a"]},
+        "simulate": {"voxel_size_a": config["simulate"]["voxel_size_a"], **mem},
         "sse": {"engine": config["sse"]["engine"], "helix": config["sse"]["classes"]["helix"],
                 "sheet": config["sse"]["classes"]["sheet"]},
-        "labels": {"radius_a": radius},
-        "components": {**c, "label_radius_a": radius},
+        "labels": {"radius_a": radius, **mem},
+        "components": {**c, "label_radius_a": radius, **mem},
         "fetch": {**{k: emdb[k] for k in ("cache", "mirror", "emdb_url", "pdb_url", "timeout_s", "retries",
                                           "per_host", "max_file_mb")}, "max_map_mb": q["max_map_mb"]},
         "query": {"api_url": emdb["api_url"], "timeout_s": emdb["timeout_s"], "retries": emdb["retries"],
                   **{k: q[k] for k in ("resolution_a", "released_after", "released_before", "max_map_mb", "limit")}},
-        "experimental": {**config["experimental"], "zone_radius_a": c["zone_radius_a"]},
+        "experimental": {**config["experimental"], "zone_radius_a": c["zone_radius_a"], **mem},
         "split": dict(config["split"]),
         "train": dict(train),
         # the loss comparison: one seed and budget for every loss (the loss comes from the job)
@@ -67,6 +68,65 @@ def stage_configs(config: dict) -> dict[str, dict]:
                          "realism_ramp": [float(v) for v in str(bundle["realism_ramp"]).split(",")]},
         "predict": {"max_memory_gb": config["predict"]["max_memory_gb"]},
     }
+
+
+#: the settings classes each stage's command reads, and the config section it comes from
+_READS = {"simulate": (("SimulateConfig",), "simulate"), "sse": (("SSEConfig",), "sse"),
+          "labels": (("LabelConfig",), "labels"),
+          "components": (("ComponentConfig",), "components"), "fetch": (("FetchConfig", "ArchiveConfig"), "emdb"),
+          "query": (("EmdbQuery", "FetchConfig", "ArchiveConfig"), "emdb.query"),
+          "experimental": (("QualityConfig",), "experimental"), "split": (("SplitConfig",), "split"),
+          "train": (("TrainConfig",), "train"), "losses": (("TrainConfig",), "compare_losses"),
+          "training_set": (("TrainingSetConfig",), "bundle"), "bundle_train": (("TrainConfig",), "bundle"),
+          "predict": (("PredictConfig",), "predict")}
+
+
+def _strings(node, key=""):
+    """(dotted key, value) of every string in a config."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _strings(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for k, v in enumerate(node):
+            yield from _strings(v, f"{key}[{k}]")
+    elif isinstance(node, str):
+        yield key, node
+
+
+def check_config(config: dict) -> None:
+    """The checks the schema cannot make, by the rules the command line uses
+    (:mod:`cryosse.io.rules`): ranges and cross-field rules (low < high, fractions summing to
+    more than 0) of every stage's settings, URLs, no control characters in any string (ids,
+    paths), and the inputs that must exist. Raises :class:`~cryosse.errors.InputError`
+    naming the config key."""
+    from .errors import InputError
+    from .io import rules
+
+    for key, value in _strings(config):
+        if not re.fullmatch(rules.PATH, value):
+            raise InputError(f"config {key}", f"has control characters: {value!r}")
+    lo, hi = config["simulate"]["resolution_a"]
+    if not lo < hi:
+        raise InputError("config simulate.resolution_a", f"low must be below high, got {lo:g}, {hi:g}")
+    for stage, values in stage_configs(config).items():
+        names, section = _READS[stage]
+        for name in names:
+            bad = rules.problems_in(name, values)
+            if bad:
+                raise InputError(f"config {section}.{bad[0][0]}", bad[0][1])
+    must_exist = [("structures", config["structures"]), ("bundle.extra_structures",
+                                                          config["bundle"]["extra_structures"])]
+    if not config["emdb"]["query"]["enabled"]:
+        must_exist.append(("emdb.table", config["emdb"]["table"]))
+    for k, m in enumerate(config["predict"]["maps"]):
+        must_exist += [(f"predict.maps[{k}].path", m["path"]), (f"predict.maps[{k}].model", m.get("model", ""))]
+    for key, path in must_exist:
+        rules.check_path(f"config {key}", path, must_exist=True)
+    for key, path in (("emdb.cache", config["emdb"]["cache"]), ("predict.checkpoint", config["predict"]["checkpoint"]),
+                      ("real_maps", config["real_maps"])):
+        rules.check_path(f"config {key}", path)
+    checkpoint = config["predict"]["checkpoint"]  # one under results/ is made by the workflow
+    rules.check_path("config predict.checkpoint", checkpoint, must_exist=not checkpoint.startswith("results/"))
 
 
 class Layout:

@@ -9,11 +9,12 @@ from cryosse import ids
 from cryosse.fetch import read_query_table
 from cryosse.io import read_tsv
 from cryosse.train.config import LOSSES
-from cryosse.workflow import (Layout, STAGES, experimental_entries, is_experimental, load_structures,
-                              predict_maps, resolution_for, stage_configs)
+from cryosse.workflow import (Layout, STAGES, check_config, experimental_entries, is_experimental,
+                              load_structures, predict_maps, resolution_for, stage_configs)
 
 
 validate(config, "../schemas/config.schema.yaml")
+check_config(config)  # what the schema cannot say: low < high, fractions > 0, paths, URLs (cryosse.io.rules)
 
 # simulated entries (structures table; "" for none) and experimental ones (EMDB, see fetch.smk)
 STRUCTURES = (

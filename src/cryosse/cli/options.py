@@ -12,9 +12,10 @@ import textwrap
 from pathlib import Path
 
 from ..errors import InputError
+from ..io import rules
 
 __all__ = ["HelpFormatter", "add_command", "field_option", "config_option", "settings", "output_option",
-           "alias", "floats", "strings", "say", "default_of"]
+           "alias", "floats", "strings", "say", "default_of", "memory_option", "memory_budget"]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -66,6 +67,7 @@ def field_option(p, cls, name: str, *flags: str, help: str, **kw):
     """An option for field ``name`` of settings ``cls``: its default is the field's, shown in
     the help; a flag given on the command line overrides ``--config`` (see :func:`settings`)."""
     d = default_of(cls, name)
+    p.set_defaults(**{f"_flag_{name}": next(f for f in flags if f.startswith("--"))})  # named in errors
     if kw.get("action") == "store_true":
         return p.add_argument(*flags, dest=name, default=argparse.SUPPRESS, help=help, **kw)
     if "metavar" not in kw and "choices" not in kw:  # --zone-radius ZONE_RADIUS, not the field's name
@@ -85,6 +87,32 @@ def output_option(p, help: str, *old: str):
     for flag in old:
         alias(p, flag, dest="output")
     p.set_defaults(_required_output=True)
+
+
+def memory_option(p):
+    """``--max-memory-gb``: the budget the command's memory plan (:mod:`cryosse.io.budget`) is
+    checked against before any data is read."""
+    from ..io.budget import DEFAULT_MEMORY_GB
+
+    p.add_argument("--max-memory-gb", type=float, default=None, metavar="GB",
+                   help="memory budget: the peak estimated from the map header and the model's extent must "
+                        f"fit, else the command stops before reading the data (default: the --config file's "
+                        f"max_memory_gb, else {DEFAULT_MEMORY_GB:g})")
+
+
+def memory_budget(a) -> float:
+    """The budget: ``--max-memory-gb``, else ``max_memory_gb`` of the ``--config`` file, else
+    :data:`cryosse.io.budget.DEFAULT_MEMORY_GB` (> 0, the culprit named when not)."""
+    from ..io.budget import DEFAULT_MEMORY_GB
+
+    gb, where = a.max_memory_gb, "--max-memory-gb"
+    if gb is None and getattr(a, "config", None):
+        gb, where = _read_config(a.config).get("max_memory_gb"), f"{a.config}: max_memory_gb"
+    if gb is None:
+        return DEFAULT_MEMORY_GB
+    if isinstance(gb, bool) or not isinstance(gb, (int, float)) or not gb > 0:
+        raise InputError(where, f"must be a number > 0, got {gb!r}")
+    return float(gb)
 
 
 def config_option(p):
@@ -139,6 +167,10 @@ def _coerce(cls, name: str, value):
     return value
 
 
+#: keys any stage's settings file may hold: the memory budget (:func:`memory_budget`)
+COMMON_KEYS = ("max_memory_gb",)
+
+
 def settings(args, *classes, ignore: tuple[str, ...] = ()):
     """Instances of the settings ``classes`` from their defaults, ``--config`` and the flags
     given (in that order of precedence, lowest first). Keys of the file that no class has (and
@@ -149,7 +181,7 @@ def settings(args, *classes, ignore: tuple[str, ...] = ()):
         doc = _read_config(args.config)
         for key, v in doc.items():
             hit = [k for k, n in enumerate(names) if key in n]
-            if not hit and key not in ignore:
+            if not hit and key not in ignore and key not in COMMON_KEYS:
                 known = sorted(set().union(*names))
                 raise InputError(args.config, f"unknown setting {key!r} (known: {', '.join(known)})")
             for k in hit:
@@ -161,7 +193,18 @@ def settings(args, *classes, ignore: tuple[str, ...] = ()):
     out = []
     for cls, v in zip(classes, values):
         try:
-            out.append(cls(**v))
+            obj = cls(**v)
         except (TypeError, ValueError) as exc:
             raise InputError(getattr(args, "config", None) or args.command, str(exc)) from None
+        out.append(rules.check(obj, lambda f: _culprit(args, f)))
     return out[0] if len(out) == 1 else tuple(out)
+
+
+def _culprit(args, name: str) -> str:
+    """Who set field ``name``: its flag when given on the command line, else the --config file."""
+    flag = getattr(args, f"_flag_{name}", None)
+    if hasattr(args, name) and flag:
+        return flag
+    if getattr(args, "config", None):
+        return f"{args.config}: {name}"
+    return flag or name

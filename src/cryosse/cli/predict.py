@@ -12,19 +12,22 @@ from .options import add_command, alias, config_option, field_option, output_opt
 def cmd_predict(a) -> None:
     from ..inference import BUNDLED_CHECKPOINT, predict_to_dir
 
-    cfg, zone = settings(a, PredictConfig, ComponentConfig)
-    if cfg.max_memory_gb <= 0 or not 0 <= cfg.overlap < 1 or cfg.batch < 1 or cfg.tile < 0:
-        raise InputError(a.map, "--max-memory-gb and --batch must be positive, --overlap in [0, 1), --tile >= 0")
+    cfg, zone = settings(a, PredictConfig, ComponentConfig)  # ranges: cryosse.io.rules
     if cfg.device and cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
-        raise InputError(a.map, f"unknown --device {cfg.device!r} (cpu, cuda)")
+        raise InputError("--device", f"unknown device {cfg.device!r} (auto, cpu, cuda, cuda:N)")
+    if cfg.device and cfg.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("--device", f"{cfg.device} asked for, but no CUDA device is available (use auto or cpu)")
     from .progress import Progress
 
     s = predict_to_dir(a.map, a.checkpoint or BUNDLED_CHECKPOINT, a.output, cfg, model=a.model,
                        chains=list(a.chain) if a.chain else None, zone_cfg=zone,
                        progress=Progress("tiles", quiet=a.quiet))
     if not a.quiet:
-            say(f"{a.output}: helix {s['helix_fraction']:.1%}, sheet {s['sheet_fraction']:.1%} of voxels, "
-            f"{s['runtime_s']:.2f} s on {s['device']}" + (", outputs streamed" if s["outputs_streamed"] else ""))
+        say(f"{a.output}: helix {s['helix_fraction']:.1%}, sheet {s['sheet_fraction']:.1%} of voxels, "
+                f"{s['runtime_s']:.2f} s on {s['device']}" + (", outputs streamed" if s["outputs_streamed"] else ""))
 
 
 def register(sub) -> None:

@@ -10,7 +10,8 @@ from ..prep.density import SimulateConfig
 from ..prep.experimental import NORMALISE_MODES, QualityConfig
 from ..prep.labels import LabelConfig
 from ..prep.sse import ENGINES, SSEConfig
-from .options import add_command, alias, config_option, field_option, output_option, say, settings, strings
+from .options import (add_command, alias, config_option, field_option, memory_budget, memory_option, output_option,
+                      say, settings, strings)
 
 _MAP_EXT = (".mrc", ".map", ".ccp4", ".mrcs", ".mrc.gz", ".map.gz", ".ccp4.gz")
 _MODEL_EXT = (".pdb", ".cif", ".ent", ".mmcif", ".pdb.gz", ".cif.gz", ".ent.gz", ".mmcif.gz")
@@ -18,12 +19,17 @@ _MODEL_EXT = (".pdb", ".cif", ".ent", ".mmcif", ".pdb.gz", ".cif.gz", ".ent.gz",
 
 def cmd_simulate(a) -> None:
     from ..io import read_model, write_json, write_map
+    from ..io.budget import box_voxels, check_budget, model_extent
     from ..prep.density import degrade_like_native, simulate_density
 
     cfg = settings(a, SimulateConfig)
     st = read_model(a.model)
-    if not 0 < cfg.resolution_a <= 50 or not 0 < cfg.voxel_size_a <= 10:
-        raise InputError(a.model, "resolution must be in (0, 50] Å and voxel size in (0, 10] Å")
+    lo, hi = model_extent(st, a.model)
+    pad = 3.0 * cfg.resolution_a if cfg.padding_a is None else cfg.padding_a
+    n = box_voxels(lo, hi, cfg.voxel_size_a, pad)
+    per_voxel = 16 if a.realism_seed is None else 72  # measured: 12, and 60 with the degradation's FFTs
+    check_budget(a.model, per_voxel * n, memory_budget(a), f"a grid of {n:.3g} voxels for an extent of "
+                 f"{' x '.join(f'{v:.0f}' for v in hi - lo)} Å")
     t = time.time()
     m = simulate_density(st, cfg.resolution_a, cfg.voxel_size_a, cfg.padding_a)
     extra = ""
@@ -60,6 +66,7 @@ def cmd_label(a) -> None:
     from ..prep.labels import atom_classes, label_voxels
 
     cfg = settings(a, LabelConfig)
+    _map_budget(a, a.map, 76, "the map, its labels and the distances")  # ~62 measured
     st = read_model(a.model, list(a.chain) if a.chain else None)
     grid = read_map(a.map)
     atoms = protein_atoms(st)
@@ -67,6 +74,16 @@ def cmd_label(a) -> None:
     write_map(lab, a.output, labels=True)
     counts = np.bincount(lab.data.ravel(), minlength=4)
     say(f"{a.output}: background {counts[0]}, helix {counts[1]}, sheet {counts[2]}, other {counts[3]} voxels")
+
+
+def _map_budget(a, map_path, per_voxel: int, what: str) -> None:
+    """Refuse a map whose grid (from its header alone) needs more than the budget:
+    ``per_voxel`` bytes of the command's arrays plus the file's own copy on reading."""
+    from ..io.budget import check_budget, map_header
+
+    h = map_header(map_path)
+    check_budget(map_path, h.voxels * (per_voxel + h.bytes_per_voxel), memory_budget(a),
+                 f"{'x'.join(map(str, h.shape_zyx[::-1]))} voxels: {what}")
 
 
 def _component_settings(a) -> ComponentConfig:
@@ -96,8 +113,10 @@ def cmd_crop(a) -> None:
     if len(a.chain) != 1:
         raise InputError("--chain", "crop cuts one chain; use crop-entry for several")
     chain = a.chain[0]
+    cfg = _component_settings(a)
+    _map_budget(a, map_, 4 + 4, "the map and its copy")
     sid = a.id or f"{Path(model).name.split('.')[0]}_{chain}"
-    meta, = crop_chains(map_, model, [chain], [a.output], _component_settings(a), sample_ids=[sid],
+    meta, = crop_chains(map_, model, [chain], [a.output], cfg, sample_ids=[sid],
                         entry=a.entry or "", pdb_id=a.pdb_id or "", resolution_a=a.resolution, sse_path=a.sse)
     _report(meta)
 
@@ -110,12 +129,15 @@ def cmd_crop_entry(a) -> None:
     if a.prepared:
         if a.map or a.model:
             raise InputError(a.prepared, "give PREPARED or --map/--model, not both")
+        if (Path(a.prepared) / "map.mrc").is_file():  # a rejected entry has none
+            _map_budget(a, Path(a.prepared) / "map.mrc", 4 + 4, "the map and its copy")
         metas = crop_prepared(a.prepared, a.output, cfg)
     else:
         if not (a.map and a.model and a.chain and a.entry):
             raise InputError("crop-entry", "give PREPARED (from 'cryosse prepare-map'), or --map, --model, "
                                            "--chain and --entry")
         entry = check("--entry", a.entry)
+        _map_budget(a, a.map, 4 + 4, "the map and its copy")
         out = Path(a.output)
         metas = crop_chains(a.map, a.model, list(a.chain), [out / f"{entry}_{c}" for c in a.chain], cfg,
                             sample_ids=[f"{entry}_{c}" for c in a.chain], entry=entry, pdb_id=a.pdb_id or "",
@@ -147,13 +169,30 @@ def cmd_prepare(a) -> None:
     if a.contour is not None:
         rec["contour_level"] = a.contour
     chains = [check("--chain", c, CHAIN_ID) for c in a.chain] if a.chain else None
-    q = prepare_entry(rec, a.output, settings(a, QualityConfig), chains)
+    cfg = settings(a, QualityConfig)
+    if rec.get("status", "ok") == "ok" and rec.get("map"):
+        _resample_budget(a, rec["map"], cfg.voxel_size_a)
+    q = prepare_entry(rec, a.output, cfg, chains)
     for ch, cq in q["chains"].items():
         corr = cq.get("correlation")
         say(f"{q['entry']} chain {ch}: {cq.get('status')}"
             + (f", correlation {corr:.2f}" if corr is not None else "")
             + (f": {cq['reason']}" if cq.get("reason") else ""))
     say(f"{a.output}/quality.json: {q['status']}{': ' + q['reason'] if q['reason'] else ''}")
+
+
+def _resample_budget(a, map_path, voxel_size_a: float) -> None:
+    """prepare-map's plan: the map as read (its copy and float32) and the resampled grid with
+    its coordinates, the normalised copy and the chains' zones (56 bytes a voxel, measured)."""
+    import numpy as np
+
+    from ..io.budget import check_budget, map_header
+
+    h = map_header(map_path)
+    extent = (np.asarray(h.shape_zyx[::-1]) - 1) * np.asarray(h.voxel_size_a)
+    n_out = float(np.prod(np.floor(extent / voxel_size_a) + 1))
+    check_budget(map_path, h.voxels * (2 * h.bytes_per_voxel + 4) + 56 * n_out, memory_budget(a),
+                 f"{'x'.join(map(str, h.shape_zyx[::-1]))} voxels resampled to {n_out:.3g} of {voxel_size_a:g} Å")
 
 
 # ----------------------------------------------------------------------------- parser
@@ -190,6 +229,7 @@ def component_options(p):
     field_option(p, ComponentConfig, "max_side", "--max-side", type=int,
                  help="components with a longer side (voxels) are rejected")
     label_radius_option(p, ComponentConfig, "label_radius_a")
+    memory_option(p)
     config_option(p)
 
 
@@ -208,6 +248,7 @@ def register(sub) -> None:
                    help="degrade the map like a native one (cryosse.prep.realism: noise, blur, local resolution, "
                    "band-pass ripples, background, mask, threshold) with this seed; the effects and their "
                    "parameters are recorded in OUTPUT.realism.json")
+    memory_option(s)
     config_option(s)
     output_option(s, "output MRC map")
 
@@ -234,6 +275,7 @@ def register(sub) -> None:
     chain_option(s, "chain(s), comma-separated (default: all protein chains)")
     sse_option(s)
     label_radius_option(s)
+    memory_option(s)
     config_option(s)
     output_option(s, "output label MRC")
 
@@ -300,5 +342,6 @@ def register(sub) -> None:
                  help="least fraction of a chain's residues in helix or sheet")
     field_option(s, QualityConfig, "zone_radius_a", "--zone-radius", type=float,
                  help="zone around a chain's atoms in which the fit is measured, Å")
+    memory_option(s)
     config_option(s)
     output_option(s, "output folder")

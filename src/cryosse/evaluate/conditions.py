@@ -17,7 +17,8 @@ Conditions (names as in the tables):
 - ``bfactor_+100``/``bfactor_-100``: the case's map blurred / sharpened by B = ±100 Å²
   (amplitudes times exp(-B s²/4), up to the case's resolution, then flat);
 - ``contour``: every voxel below the molecular-volume contour set to zero (the level at which
-  the map encloses the model's volume, 1.21 Å³/Da, as depositors often choose it);
+  the map encloses the model's volume, 1.21 Å³/Da, as depositors often choose it; counted in
+  the model's zone, so that unmodelled neighbours do not raise it);
 - ``segment_<chain>`` and ``segment_<chain>_1A``: one chain's zone (voxels within
   :data:`ZONE_RADIUS_A` of its atoms; the rest zero) in the tight box around the zone, on the
   map's voxels and resampled to 1 Å (trilinear, which softens the zone's edge as ChimeraX's
@@ -167,8 +168,12 @@ def derive(case, raw: Map, scored: Map, structure, sse, *, segment_chains: int =
                                "lowpass", {"resolution_a": r}))
     for b in (100.0, -100.0):
         out.append(Derived(f"bfactor_{b:+g}", bfactor(scored, b, res), structure, res, "bfactor", {"b_a2": b}))
+    from ..prep.labels import within
+    from .zone import SCORE_RADIUS_A
+
     atoms = protein_atoms(structure)
-    level = molecular_volume_contour(scored, len(atoms.residues))
+    # the model's volume inside its own zone: unmodelled neighbours must not raise the level
+    level = molecular_volume_contour(scored, len(atoms.residues), within(scored, atoms.xyz, SCORE_RADIUS_A))
     out.append(Derived("contour", scored.with_data(np.where(scored.data >= level, scored.data, 0)
                                                    .astype(np.float32)), structure, res, "contour",
                        {"level": level}))

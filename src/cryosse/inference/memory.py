@@ -10,7 +10,7 @@ import numpy as np
 
 from .config import PredictConfig, Zone
 
-__all__ = ["GB", "MemoryPlan", "plan_memory", "cpu_threads"]
+__all__ = ["GB", "MemoryPlan", "plan_memory", "check_before_reading", "cpu_threads"]
 
 GB = 1024 ** 3
 
@@ -93,3 +93,26 @@ def plan_memory(shape_zyx, voxel_size_a, card: dict, net, cfg: PredictConfig,
     # the largest tile with outputs in memory, else the largest with streamed outputs
     return next((p for p in plans if p.in_memory <= budget),
                 next((p for p in plans if p.streamed <= budget), plans[-1]))
+
+
+def check_before_reading(map_path, card: dict, net, cfg: PredictConfig, atoms_xyz=None, zone_cfg=None,
+                         device: str = "cpu", model=None) -> None:
+    """The plan from the map's header alone (:func:`cryosse.io.budget.map_header`), before
+    the map is read: the larger of reading it and :func:`plan_memory` of the whole map,
+    or with a model only of its zone box (from the atoms' extent; a far-away atom makes an
+    absurd box and is refused here). One line naming the file and the numbers when over."""
+    from ..io.budget import box_voxels, check_budget, map_header
+
+    h = map_header(map_path)
+    budget = cfg.max_memory_gb
+    reading = h.voxels * (2 * h.bytes_per_voxel + 4)  # the file's data, its reordered copy, float32
+    if atoms_xyz is not None and len(atoms_xyz):
+        pad = zone_cfg.margin_a + zone_cfg.multiple * max(h.voxel_size_a)
+        n_box = box_voxels(atoms_xyz.min(axis=0), atoms_xyz.max(axis=0), h.voxel_size_a, pad)
+        extent = " x ".join(f"{v:.0f}" for v in np.ptp(atoms_xyz, axis=0))
+        check_budget(model, max(reading, 4 * h.voxels + 30 * n_box), budget,
+                     f"a zone box of {n_box:.3g} voxels for a model extent of {extent} Å, and the map")
+        return
+    plan = plan_memory(h.shape_zyx, h.voxel_size_a, card, net, cfg, None, device)
+    check_budget(map_path, max(reading, plan.streamed), budget,
+                 f"{'x'.join(map(str, h.shape_zyx[::-1]))} voxels, outputs streamed to disk: {plan.describe()}")

@@ -14,8 +14,9 @@ import numpy as np
 from ..errors import InputError
 from ..net.device import resolve_device
 from ..io import Map, write_json, write_map, write_map_mmap, write_text
+from ..io.files import remove_stale, temp_prefix
 from ..prep.components import ComponentConfig
-from .memory import GB, plan_memory
+from .memory import GB, check_before_reading, plan_memory
 from .predictor import PredictConfig, chain_zone, predict_map
 from .preview import write_preview
 
@@ -75,15 +76,16 @@ def predict_to_dir(map_path: str | os.PathLike, checkpoint: str | os.PathLike,
     from ..net.checkpoint import load_checkpoint
 
     t0 = time.perf_counter()
-    m = read_map(map_path)
-    net, card, _ = load_checkpoint(checkpoint)
-    zone = None
-    if model is not None:
-        st = read_model(model, chains)
-        atoms = protein_atoms(st)
-        zone = chain_zone(m, atoms.xyz, tuple(chains or sorted({c for c in atoms.chain})), zone_cfg)
-    elif chains:
+    if chains and model is None:
         raise InputError("--chain", "needs --model")
+    net, card, _ = load_checkpoint(checkpoint)
+    atoms = protein_atoms(read_model(model, chains)) if model is not None else None
+    check_before_reading(map_path, card, net, cfg, None if atoms is None else atoms.xyz, zone_cfg,
+                         resolve_device(cfg.device), model)
+    m = read_map(map_path)
+    zone = None
+    if atoms is not None:
+        zone = chain_zone(m, atoms.xyz, tuple(chains or sorted({c for c in atoms.chain})), zone_cfg)
     plan = plan_memory(m.data.shape, m.voxel_size_a, card, net, cfg, zone, resolve_device(cfg.device))
     budget = cfg.max_memory_gb * GB
     if plan.streamed > budget:
@@ -93,7 +95,8 @@ def predict_to_dir(map_path: str | os.PathLike, checkpoint: str | os.PathLike,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").unlink(missing_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".predict-", dir=out))
+    remove_stale(out)  # the temporary folders of killed runs
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(), suffix=".predict", dir=out))
     try:
         if stream:
             with write_map_mmap(m, tmp / "helix_prob.mrc") as h, write_map_mmap(m, tmp / "sheet_prob.mrc") as s, \

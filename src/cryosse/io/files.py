@@ -9,7 +9,11 @@ import contextlib
 import csv
 import json
 import os
+import re
+import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -18,7 +22,7 @@ import numpy as np
 from ..errors import InputError
 
 __all__ = ["atomic_path", "write_text", "write_json", "write_tsv", "read_tsv", "pyplot", "write_png",
-           "one_line"]
+           "one_line", "TEMP_PREFIX", "temp_prefix", "remove_stale"]
 
 
 def one_line(exc: BaseException) -> str:
@@ -31,16 +35,68 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+#: every temporary file or folder the package makes starts with this, then ``<host>.<pid>.``:
+#: ``.cryosse-tmp.<host>.<pid>.<random>.<name>``
+TEMP_PREFIX = ".cryosse-tmp."
+_TEMP = re.compile(r"^\.cryosse-tmp\.([^.]+)\.([0-9]+)\.")
+#: a temporary of another host is stale after this many seconds (its pid cannot be checked)
+STALE_AFTER_S = 2 * 24 * 3600
+_CLEANED: set[str] = set()
+
+
+def temp_prefix() -> str:
+    """The prefix of this process's temporary names (:data:`TEMP_PREFIX`, host, pid)."""
+    return f"{TEMP_PREFIX}{socket.gethostname().split('.')[0] or 'host'}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, run by someone else
+        return True
+    return True
+
+
+def remove_stale(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries that killed jobs left in ``folder`` (once per folder and
+    process): those of this host whose process is gone, and those of other hosts older than
+    :data:`STALE_AFTER_S`. A live job's temporaries are never touched. Returns the removed."""
+    d = Path(folder)
+    key = str(d.resolve()) if d.exists() else ""
+    if not key or key in _CLEANED:
+        return []
+    _CLEANED.add(key)
+    host, removed = socket.gethostname().split(".")[0] or "host", []
+    with contextlib.suppress(OSError):
+        for p in d.iterdir():
+            m = _TEMP.match(p.name)
+            if not m or int(m.group(2)) == os.getpid() and m.group(1) == host:
+                continue
+            try:
+                stale = (not _alive(int(m.group(2)))) if m.group(1) == host else \
+                    time.time() - p.lstat().st_mtime > STALE_AFTER_S
+                if stale:
+                    shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+                    removed.append(p)
+            except OSError:
+                continue
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
 
     The temporary file is removed when the block raises, so ``path`` is either the old file,
-    or the complete new one, never a partial write.
+    or the complete new one, never a partial write. Its name starts with :func:`temp_prefix`;
+    the temporaries killed jobs left in the folder are removed first (:func:`remove_stale`).
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    remove_stale(dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), suffix=f".{dest.name}", dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode

@@ -37,7 +37,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[UNet3
     try:
         blob = torch.load(p, map_location=device, weights_only=True)
     except Exception as exc:
-        raise InputError(p, f"not a loadable cryosse checkpoint ({' '.join(str(exc).split())[:200]})") from None
+        raise InputError(p, f"not a loadable cryosse checkpoint ({load_problem(exc)})") from None
     if not isinstance(blob, dict) or "card" not in blob or "state_dict" not in blob:
         raise InputError(p, "not a cryosse checkpoint (no model card)")
     card = blob["card"]
@@ -47,6 +47,21 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[UNet3
     except Exception as exc:
         raise InputError(p, f"weights do not match the model card ({' '.join(str(exc).split())[:200]})") from None
     return net.to(device).eval(), card, blob
+
+
+def load_problem(exc: BaseException) -> str:
+    """Why torch.load failed, in one short line, without torch's advice to load with
+    ``weights_only=False`` (that would run code from the file: never)."""
+    text = " ".join(str(exc).split())
+    if "weights_only" in text or "Unsupported global" in text or "UnpicklingError" in type(exc).__name__:
+        first = text.split(". ")[0].split("Weights only load failed")[-1].strip(" .:")
+        hint = f": {first[:120]}" if first and "weights_only" not in first else ""
+        return "not a torch file of tensors and plain data" + hint
+    if "zip archive" in text or "central directory" in text:
+        return "not a torch zip archive: truncated, or not a checkpoint"
+    if isinstance(exc, (KeyError, EOFError, ValueError)) or len(text) < 12:
+        return f"not a torch checkpoint file ({type(exc).__name__}: {text[:80]})"
+    return text[:200]
 
 
 def check_compatible(card: dict, *, classes: list[str] | None = None,

@@ -38,6 +38,9 @@ def load_structures(table: str | os.PathLike, entries: list[str] | None = None) 
     root = p.resolve().parent
     out = []
     for k, r in enumerate(rows, start=2):
+        for col, v in r.items():  # other characters are safe in a file name: rules quote every value
+            if isinstance(v, str) and re.search(r"[\x00-\x1f\x7f]", v):
+                raise InputError(p, f"line {k}: column {col!r} has control characters: {v!r}")
         for col in ("entry", "file", "chains"):
             if not r.get(col):
                 raise InputError(p, f"line {k}: missing column {col!r}")

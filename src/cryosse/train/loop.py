@@ -167,8 +167,9 @@ def _resumable(last: Path, device: str, card: dict, data_voxel: float) -> dict |
     try:
         blob = torch.load(last, map_location=device, weights_only=True)
     except Exception as exc:
-        raise InputError(last, f"cannot be read to resume ({' '.join(str(exc).split())[:160]}); "
-                               "delete it to start afresh") from None
+        from ..net.checkpoint import load_problem
+
+        raise InputError(last, f"cannot be read to resume ({load_problem(exc)}); delete it to start afresh") from None
     check_compatible(blob["card"], classes=list(CLASS3), voxel_size_a=data_voxel, path=str(last))
     if blob["card"]["train_config"] != card["train_config"] or blob["card"]["data_sha256"] != card["data_sha256"]:
         print(f"{last}: written by a run with other settings or data; starting afresh", file=sys.stderr)
