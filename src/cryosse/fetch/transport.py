@@ -43,11 +43,11 @@ class FetchConfig:
     max_file_mb: float = 2048.0
 
     def __post_init__(self):
-        for name in ("timeout_s", "max_map_mb", "max_file_mb"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, not {getattr(self, name)!r}")
-        if self.retries < 0 or self.per_host < 1 or self.backoff_s < 0:
-            raise ValueError("retries and backoff_s must be >= 0 and per_host >= 1")
+        from ..io import rules
+
+        bad = rules.problems(self)  # the ranges shared with the CLI and the schema
+        if bad:
+            raise ValueError(f"{bad[0][0]}: {bad[0][1]}")
 
     @property
     def max_file_bytes(self) -> int:
