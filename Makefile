@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CORES  ?= 2
 SNAKEMAKE := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES)
 
-.PHONY: setup mkdssp demo test bench lint dryrun clean
+.PHONY: setup mkdssp mmseqs demo test bench lint dryrun clean
 
 # Exact versions from constraints.txt (pyproject.toml holds ranges). torch: pip takes the CPU
 # build of the pinned version where the index offers it; for CUDA install the CUDA build of the
@@ -17,7 +17,7 @@ $(BIN)/cryosse: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[workflow,test]'
 	@touch $@
 
-setup: $(BIN)/cryosse mkdssp
+setup: $(BIN)/cryosse mkdssp mmseqs
 
 # mkdssp (Debian package dssp 4.x) for the optional DSSP engine and its tests: installed only when
 # missing, and only as root with apt-get; otherwise the mkdssp tests skip with the reason.
@@ -27,6 +27,15 @@ mkdssp:
 	    apt-get install -y -q dssp >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q dssp >/dev/null; } \
 	      || echo "could not install dssp: the mkdssp tests will skip"; \
 	  else echo "mkdssp not found (install Debian package dssp as root): the mkdssp tests will skip"; fi; }
+
+# mmseqs (Debian package mmseqs2) for the split's prefilter: installed like dssp; without it
+# cryosse split aligns every pair (slow for thousands of chains) and its tests skip.
+mmseqs:
+	@command -v mmseqs >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y -q mmseqs2 >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q mmseqs2 >/dev/null; } \
+	      || echo "could not install mmseqs2: cryosse split will align every pair"; \
+	  else echo "mmseqs not found (install Debian package mmseqs2 as root): cryosse split will align every pair"; fi; }
 
 demo: setup
 	$(SNAKEMAKE)
