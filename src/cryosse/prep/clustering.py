@@ -12,7 +12,8 @@ pair, ~14 h for 5000 chains. Here only candidate pairs are aligned exactly:
    BLOSUM62 and gap costs) searches the distinct sequences against each other; sequences
    shorter than :data:`SHORT` residues are aligned exactly with every other sequence, because
    at that length chance local alignments reach 30 % identity (1 in 6 random 20-mers against a
-   300-mer) and no k-mer seed finds them;
+   300-mer) and no k-mer seed finds them; sequences shorter than :data:`MEDIUM` are searched
+   a second time against every target (no top-300 cut);
 3. every reported pair whose MMseqs2 identity (its identical positions over the shorter
    length) is at least ``max_identity - SLACK`` is aligned again with
    :func:`~cryosse.prep.split.sequence_identity` and linked when that exact value is at least
@@ -38,10 +39,14 @@ from pathlib import Path
 
 from ..errors import CryosseError
 
-__all__ = ["cluster_pairs", "mmseqs_available", "mmseqs_candidates", "MMSEQS_SEARCH", "SHORT", "SLACK"]
+__all__ = ["cluster_pairs", "mmseqs_available", "mmseqs_candidates", "MMSEQS_SEARCH", "SHORT", "MEDIUM", "SLACK"]
 
 #: Sequences shorter than this are searched against all others without a k-mer prefilter.
 SHORT = 60
+#: Sequences shorter than this are also searched against every target (no top-300 cut, no
+#: ungapped-score floor): at 30 % identity their alignments score low and can fall outside a
+#: query's best 300 prefilter hits (one 80-residue pair at 32.5 % of 5132 did, in 5500 sequences).
+MEDIUM = 160
 #: MMseqs2 pairs within this much below the threshold are realigned exactly.
 SLACK = 0.10
 
@@ -87,9 +92,23 @@ def mmseqs_candidates(seqs: list[str], threads: int = 2, min_ratio: float = 0.20
         _run(["createdb", str(t / "all.fasta"), db, "-v", "1"], log)
         _run(["search", db, db, res, str(t / "tmp"), *MMSEQS_SEARCH, "--threads", str(threads), "-v", "1"], log)
         _run(["convertalis", db, db, res, str(out), "--format-output", "query,target,fident,alnlen", "-v", "1"], log)
-        with open(out) as fh:
-            for line in fh:
-                q, s, fident, alnlen = line.split("\t")
+        outs = [out]
+        medium = {i: s for i, s in enumerate(seqs) if len(s) < MEDIUM}
+        if medium:
+            _fasta(t / "medium.fasta", medium)
+            mdb, mres = str(t / "medium"), str(t / "mres")
+            _run(["createdb", str(t / "medium.fasta"), mdb, "-v", "1"], log)
+            wide = list(MMSEQS_SEARCH)
+            wide[wide.index("--max-seqs") + 1] = str(len(seqs))
+            wide[wide.index("--min-ungapped-score") + 1] = "0"
+            _run(["search", mdb, db, mres, str(t / "mtmp"), *wide, "--threads", str(threads), "-v", "1"], log)
+            _run(["convertalis", mdb, db, mres, str(t / "mres.tsv"), "--format-output", "query,target,fident,alnlen",
+                  "-v", "1"], log)
+            outs.append(t / "mres.tsv")
+        for path in outs:
+            with open(path) as fh:
+                rows = [line.split("\t") for line in fh]
+            for q, s, fident, alnlen in rows:
                 i, j = int(q), int(s)
                 if i == j:
                     continue
