@@ -73,7 +73,7 @@ def cryosse_run(m, net, card, tile=None, overlap=0.5):
 
     cfg = PredictConfig(device="cpu", overlap=overlap, tile=tile or 0)
     plan = plan_memory(m.data.shape, m.voxel_size_a, card, net, cfg)
-    return predict_map(m, net, card, cfg, tile=plan.tile), plan
+    return predict_map(m, net, card, cfg, tile=plan.tile_shape or plan.tile), plan
 
 
 def monai_run(x, net, threads=0):

@@ -59,3 +59,28 @@ def test_plan_is_one_pass_within_the_budget_else_margin_tiles():
     assert tight.tile_shape and max(tight.tile_shape) < 152 and tight.streamed <= 1.0 * GB
     # an explicit tile keeps the Gaussian blending
     assert plan_memory((220,) * 3, (1.34,) * 3, card, net, PredictConfig(device="cpu", tile=96)).tile_shape == ()
+
+
+def test_zone_and_labels_equal_the_two_searches(structures_dir):
+    """The component's zone mask and labels from one search equal within() and label_voxels()
+    (a real chain on its box, and atoms on voxel centres and half-voxels, where ties occur)."""
+    from cryosse.io import Map, ProteinAtoms, protein_atoms, read_model
+    from cryosse.prep.components import crop_box, extract
+    from cryosse.prep.labels import label_voxels, within, zone_and_labels
+
+    st = read_model(structures_dir / "1a8o.pdb.gz")
+    atoms = protein_atoms(st, ["A"])
+    rng = np.random.default_rng(0)
+    classes = rng.integers(1, 4, len(atoms.xyz)).astype(np.uint8)
+    grid = Map(np.zeros((60, 50, 40), np.float32), (1.0, 1.0, 1.0), tuple(atoms.xyz.min(0) - 5))
+    start, size = crop_box(grid, atoms.xyz, 6.0, 8)
+    box = extract(grid, start, size)
+    lattice = np.array(grid.origin_a) + rng.integers(0, 60, (300, 3)) * 0.5  # equidistant atoms
+    tied = ProteinAtoms(lattice, rng.integers(0, 50, 300), np.array(["A"] * 300),
+                        [("A", i, "", "ALA") for i in range(50)])
+    tied_classes = rng.integers(1, 4, 300).astype(np.uint8)
+    for g, a, c in ((box, atoms, classes), (grid, atoms, classes), (grid, tied, tied_classes)):
+        zone, lab = zone_and_labels(g, a, c, 6.0, 3.0)
+        assert np.array_equal(zone, within(g, a.xyz, 6.0))
+        assert np.array_equal(lab.data, label_voxels(g, a, c, 3.0).data)
+        assert zone.sum() > lab.data.astype(bool).sum() > 0
