@@ -1,8 +1,6 @@
 """The split's MMseqs2 prefilter gives the clusters of the exhaustive method (every pair aligned)."""
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
 from cryosse.errors import CryosseError
