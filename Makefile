@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CORES  ?= 2
 SNAKEMAKE := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES)
 
-.PHONY: setup mkdssp mmseqs demo test bench lint dryrun clean
+.PHONY: setup mkdssp mmseqs rehearse demo test bench lint dryrun clean
 
 # Exact versions from constraints.txt (pyproject.toml holds ranges). torch: pip takes the CPU
 # build of the pinned version where the index offers it; for CUDA install the CUDA build of the
@@ -48,6 +48,16 @@ test: setup
 # the same run) and writes bench/results/<name>.json.
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python $$b || exit 1; done
+
+# A rehearsed harvest (bench/rehearse/run.py): a generated EMDB/PDB-layout archive served on
+# 127.0.0.1 with injected faults, the online workflow up to the data set; rerun to resume.
+# Short by default; a full one: make rehearse REHEARSE_ENTRIES=300 REHEARSE_SCALE=1.
+REHEARSE_ENTRIES ?= 20
+REHEARSE_SCALE ?= 0.12
+REHEARSE_TEMPLATE ?= ../shared/data/emdb_headers/emd-0001.xml
+rehearse: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/rehearse/run.py results/rehearse --entries $(REHEARSE_ENTRIES) \
+	  --scale $(REHEARSE_SCALE) --template $(REHEARSE_TEMPLATE) --cores $(CORES)
 
 lint: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint

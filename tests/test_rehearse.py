@@ -58,3 +58,29 @@ def test_short_archive_is_valid(tmp_path, shared_data, structures_dir):
         assert ok.mean() > 0.5
         on = m.data[idx[ok, 2], idx[ok, 1], idx[ok, 0]].mean()
         assert on > m.data.mean() + m.data.std()
+
+
+@pytest.mark.slow
+def test_short_rehearsal_runs_and_resumes(tmp_path, shared_data):
+    """12 small entries served with faults: the online workflow reaches the data set with a
+    manifest row for every entry, and a second run has nothing to do."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    cmd = [sys.executable, str(ROOT / "bench/rehearse/run.py"), str(tmp_path), "--entries", "12", "--scale", "0.1",
+           "--template", str(shared_data / "emdb_headers" / "emd-0001.xml")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = json.loads((tmp_path / "rehearsal.json").read_text())
+    recs = json.loads((tmp_path / "www/entries.json").read_text())
+    rows = (tmp_path / "run/results/dataset/manifest.tsv").read_text().splitlines()[1:]
+    entries = {row.split("\t")[1] for row in rows}
+    assert entries == {rec["emdb"] for rec in recs}  # accepted or rejected with a reason, never lost
+    assert out["samples_ok"] > 0 and sum(out["rejections"].values()) >= 1  # the missing entry at least
+    assert out["stages"]["prepare_map"]["jobs"] >= 1
+    assert not list((tmp_path / "run/resources").rglob("*.part"))
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and json.loads((tmp_path / "rehearsal.json").read_text())["wall_s"] < out["wall_s"]

@@ -21,7 +21,7 @@ import gzip
 import json
 import os
 import xml.etree.ElementTree as ET
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +51,8 @@ def _pdb_id(k: int) -> str:
 
 
 def plan_entries(n: int, n_structures: int, seed: int = 0, scale: float = 1.0, first: int = 90001) -> list[EntrySpec]:
-    """``n`` entries with the proportions of module doc (seeded)."""
+    """``n`` entries with the proportions of module doc (seeded); with ``n >= 8`` the last four
+    are an obsolete, a withdrawn, a missing and an oversized entry, whatever the draw."""
     rng = np.random.default_rng(seed)
     out = []
     for k in range(n):
@@ -70,6 +71,9 @@ def plan_entries(n: int, n_structures: int, seed: int = 0, scale: float = 1.0, f
             structure=int(rng.integers(n_structures)), copies=copies,
             resolution_a=round(float(rng.uniform(5.0, 10.0)), 1), oversized=0.08 <= fault < 0.10,
             cif_comment=bool(rng.random() < 0.2)))
+    if n >= 8:  # every fault at least once, however short the rehearsal
+        out[-4:] = [replace(out[-4], status="OBS"), replace(out[-3], status="WDRN"),
+                    replace(out[-2], missing=True), replace(out[-1], oversized=True)]
     return out
 
 
