@@ -3,7 +3,8 @@ serve it on 127.0.0.1 with tests/fetch_server.py (faults injected: a 503 and a t
 transfer on the first map, a corrupted first model), run the online workflow up to the data
 set (``results/dataset/manifest.tsv``) on ``--cores``, and report entries/hour, CPU s and peak
 RSS per job of the rules with Snakemake benchmark files (``prepare_map``), cache disk per entry
-and rejections by reason (ids and numbers blanked). Writes WORKDIR/rehearsal.json. Rerunning the same command resumes (Snakemake picks up finished jobs).
+and rejections by reason (ids and numbers blanked). Writes WORKDIR/rehearsal.json. Rerunning the same command resumes, also after ``kill -9`` (the stale lock is removed, jobs
+left incomplete are rerun); entries/hour is then that of the resumed part.
 
     python bench/rehearse/run.py WORKDIR --entries 20 --scale 0.12 --template …/emd-0001.xml
 """
@@ -69,8 +70,12 @@ def main(argv=None) -> int:
                                           "api_url": srv.url + "/api", "timeout_s": 10, "retries": 3}}
         (run / "config.yaml").write_text(yaml.safe_dump(cfg))
         env = dict(os.environ, PATH=f"{ROOT / '.venv/bin'}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
-        r = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(run),
-                            "--configfile", str(run / "config.yaml"), "--cores", str(a.cores), "--keep-going",
+        smk = [str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(run),
+               "--configfile", str(run / "config.yaml")]
+        resumed = (run / ".snakemake").is_dir()
+        if resumed:  # a run killed with -9 leaves its lock; this script owns WORKDIR
+            subprocess.run([*smk, "--unlock"], cwd=run, env=env, capture_output=True, text=True)
+        r = subprocess.run([*smk, "--cores", str(a.cores), "--keep-going", "--rerun-incomplete",
                             "results/dataset/manifest.tsv"], cwd=run, env=env, capture_output=True, text=True)
     wall = time.time() - t0
     if r.returncode != 0:
@@ -86,7 +91,7 @@ def main(argv=None) -> int:
     reasons = Counter(re.sub(r"(EMD-\d+|PDB \w+|http\S+|\d+)", "…", m["reason"])[:120]
                       for m in manifest if m["status"] != "ok")
     disk = sum(f.stat().st_size for f in (run / "resources").rglob("*") if f.is_file()) if (run / "resources").exists() else 0
-    out = {"entries": len(recs), "wall_s": round(wall, 1), "entries_per_hour": round(len(recs) / wall * 3600, 1),
+    out = {"entries": len(recs), "resumed": resumed, "wall_s": round(wall, 1), "entries_per_hour": round(len(recs) / wall * 3600, 1),
            "stages": stages, "cache_disk_mb_per_entry": round(disk / len(recs) / 1e6, 2),
            "samples_ok": sum(m["status"] == "ok" for m in manifest), "rejections": dict(reasons),
            "returncode": r.returncode}
