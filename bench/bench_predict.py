@@ -10,6 +10,15 @@ on a shared machine; peak memory (RSS) of each case is measured in a child proce
 next to cryosse's own estimate (``plan_memory``). Writes bench/results/predict.json.
 
     python bench/bench_predict.py [--repeats 5] [--threads 0]
+
+Scale (``--scale``, with the bundled model): maps of 200 Å (200³ at 1 Å), 295 Å (220³ at
+1.34 Å, EMD-0093's grid) and 402 Å (300³ at 1.34 Å) across, each predicted whole; time per
+working voxel (per Å³) relative to the 200 Å map (target <= 1.3), the tile plan, peak RSS in a
+child process of its own; and, on EMD-0093 itself (``--real-map``), the labels of the planned
+prediction (one pass) against the old tiling (128³ tiles, half overlapping, Gaussian
+blending). Writes bench/results/predict_scale.json.
+
+    python bench/bench_predict.py --scale [--real-map ../shared/data/emd_0093/emd_0093_hidedust.mrc.gz]
 """
 from __future__ import annotations
 
@@ -26,6 +35,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CASES = {"component_74x59x83": (83, 59, 74), "map_200": (200, 200, 200)}  # z, y, x at 1 Å
+SCALE = {"map_200A": ((200, 200, 200), 1.0), "map_295A": ((220, 220, 220), 1.34), "map_402A": ((300, 300, 300), 1.34)}
+BUNDLED = HERE.parent / "src/cryosse/data/models/cryosse-sse-v1.pt"
 
 
 def setup(checkpoint: str | None = None):
@@ -48,13 +59,13 @@ def setup(checkpoint: str | None = None):
     return np, torch, net, card
 
 
-def make_map(shape):
+def make_map(shape, voxel=1.0):
     import numpy as np
 
     from cryosse.io import Map
 
     rng = np.random.default_rng(0)
-    return Map(rng.normal(size=shape).astype(np.float32), (1.0, 1.0, 1.0), (10.0, -20.0, 30.0))
+    return Map(rng.normal(size=shape).astype(np.float32), (voxel,) * 3, (10.0, -20.0, 30.0))
 
 
 def cryosse_run(m, net, card, tile=None, overlap=0.5):
@@ -62,7 +73,7 @@ def cryosse_run(m, net, card, tile=None, overlap=0.5):
 
     cfg = PredictConfig(device="cpu", overlap=overlap, tile=tile or 0)
     plan = plan_memory(m.data.shape, m.voxel_size_a, card, net, cfg)
-    return predict_map(m, net, card, cfg, tile=plan.tile), plan
+    return predict_map(m, net, card, cfg, tile=plan.tile_shape or plan.tile), plan
 
 
 def monai_run(x, net, threads=0):
@@ -110,7 +121,7 @@ def peak_rss_mb() -> float:
 def child(kind: str, case: str, checkpoint: str | None = None) -> dict:
     """Peak RSS of one case, alone in this process."""
     np, torch, net, card = setup(checkpoint)
-    m = make_map(CASES[case])
+    m = make_map(*SCALE[case]) if case in SCALE else make_map(CASES[case])
     base = peak_rss_mb()
     t = time.perf_counter()
     if kind == "cryosse":
@@ -131,12 +142,17 @@ def main() -> None:
     ap.add_argument("--checkpoint", help="time this checkpoint's network (e.g. the bundled model, "
                     "src/cryosse/data/models/cryosse-sse-v1.pt) instead of a random resunet")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--scale", action="store_true", help="the map-size scale bench (module doc)")
+    ap.add_argument("--real-map", help="EMD-0093's map: planned tiles against the old tiling")
     a = ap.parse_args()
     if a.threads:
         import torch
         torch.set_num_threads(a.threads)
     if a.child:
         print(json.dumps(child(*a.child, a.checkpoint)))
+        return
+    if a.scale:
+        scale(a)
         return
     from cryosse.inference import cpu_threads
 
@@ -206,6 +222,68 @@ def main() -> None:
                                "checkpoint": a.checkpoint, "torch": str(torch.__version__), "threads": torch.get_num_threads(),
                                "cpu": cpu, "machine": platform.machine(), "cores": os.cpu_count()},
                               indent=2) + "\n")
+
+
+def scale(a) -> None:
+    """Time per working voxel vs map size, peak RSS, and the real-map check (module doc)."""
+    ckpt = a.checkpoint or str(BUNDLED)
+    np, torch, net, card = setup(ckpt)
+    rows = {}
+    for case, (shape, voxel) in SCALE.items():
+        m = make_map(shape, voxel)
+        cryosse_run(m, net, card) if case == "map_200A" else None  # warm-up
+        times = []
+        for _ in range(a.repeats):
+            t = time.perf_counter()
+            pred, plan = cryosse_run(m, net, card)
+            times.append(time.perf_counter() - t)
+        work = pred.summary["working_shape_xyz"]
+        rows[case] = {"shape_xyz": list(shape[::-1]), "voxel_a": voxel, "extent_a": round(shape[0] * voxel),
+                      "working_shape_xyz": work, "tile": pred.summary["tile"], "median_s": statistics.median(times),
+                      "all_s": times, "network_s": pred.summary["network_s"],
+                      "plan_gb": round(plan.in_memory / 2 ** 30, 2),
+                      "s_per_mvoxel_working": statistics.median(times) / (np.prod(work) / 1e6)}
+        print(f"{case}: {statistics.median(times):.1f} s, tile {pred.summary['tile']}, working {work}, "
+              f"plan {rows[case]['plan_gb']} GB", flush=True)
+    ref = rows["map_200A"]["s_per_mvoxel_working"]
+    for case, r in rows.items():
+        r["per_voxel_vs_200A"] = r["s_per_mvoxel_working"] / ref
+        cmd = [sys.executable, __file__, "--child", "cryosse", case, "--checkpoint", ckpt] + \
+            (["--threads", str(a.threads)] if a.threads else [])
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=3000)
+        r["memory"] = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else \
+            {"error": out.stderr.strip().splitlines()[-1:]}
+        print(f"{case}: per working voxel {r['per_voxel_vs_200A']:.2f}x the 200 Å map; peak RSS "
+              f"{r['memory'].get('peak_rss_mb', float('nan')):.0f} MB (plan {r['plan_gb']} GB)", flush=True)
+    real = {}
+    if a.real_map:
+        from cryosse.inference import PredictConfig, predict_map
+        from cryosse.io import read_map
+
+        m = read_map(a.real_map)
+        t = time.perf_counter()
+        new = predict_map(m, net, card, PredictConfig(device="cpu"))
+        t_new = time.perf_counter() - t
+        t = time.perf_counter()
+        old = predict_map(m, net, card, PredictConfig(device="cpu", tile=128, overlap=0.5))
+        t_old = time.perf_counter() - t
+        dh = np.abs(new.helix_prob.data - old.helix_prob.data)
+        ds = np.abs(new.sheet_prob.data - old.sheet_prob.data)
+        real = {"map": a.real_map, "new_s": t_new, "old_s": t_old, "new_tile": new.summary["tile"],
+                "label_agreement": float((new.labels.data == old.labels.data).mean()),
+                "max_prob_diff": float(max(dh.max(), ds.max())), "mean_prob_diff": float((dh.mean() + ds.mean()) / 2),
+                "helix_fraction": [new.summary["helix_fraction"], old.summary["helix_fraction"]],
+                "sheet_fraction": [new.summary["sheet_fraction"], old.summary["sheet_fraction"]]}
+        print(f"real map: planned {t_new:.1f} s (tile {real['new_tile']}), old tiling {t_old:.1f} s; labels "
+              f"{real['label_agreement']:.4%} equal, probabilities differ by {real['mean_prob_diff']:.4f} on "
+              f"average (max {real['max_prob_diff']:.3f}); helix {real['helix_fraction']}, sheet "
+              f"{real['sheet_fraction']}", flush=True)
+    met = all(r["per_voxel_vs_200A"] <= 1.3 for r in rows.values())
+    print(f"target (per working voxel <= 1.3x the 200 Å map): {met}")
+    out = HERE / "results" / "predict_scale.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"cases": rows, "real_map": real, "target_met": met, "checkpoint": ckpt,
+                               "threads": torch.get_num_threads(), "cores": os.cpu_count()}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -55,10 +55,10 @@ def register(sub) -> None:
     field_option(s, PredictConfig, "device", "--device", help="auto, cpu or cuda (none or auto: cuda when available)")
     s.add_argument("--no-amp", dest="amp", action="store_false", default=argparse.SUPPRESS,
                    help="no fp16 autocast on CUDA")
-    field_option(s, PredictConfig, "overlap", "--overlap", type=float, help="tile overlap fraction")
+    field_option(s, PredictConfig, "overlap", "--overlap", type=float, help="tile overlap fraction (with --tile only)")
     field_option(s, PredictConfig, "tile", "--tile", type=int,
-                 help="tile side in working voxels (0: the largest of 128, 96 or the model's tile that fits "
-                 "the memory budget)")
+                 help="tile side in working voxels, Gaussian-blended with --overlap (0: one pass when the "
+                 "map fits the memory budget, else the largest tiles that fit, overlapping by a margin only)")
     field_option(s, PredictConfig, "batch", "--batch", type=int, help="tiles per network call")
     field_option(s, PredictConfig, "max_memory_gb", "--max-memory-gb", type=float,
                  help="memory budget for the arrays in GB: over it, outputs are streamed to disk slab by slab; "

@@ -11,9 +11,10 @@ __all__ = ["PredictConfig", "Zone"]
 
 @dataclass(frozen=True)
 class PredictConfig:
-    """How to predict. ``tile`` is in working voxels (0: automatic, the largest of 128, 96 and
-    the model card's tile that fits the memory budget; the network is fully convolutional, so
-    larger tiles only save overlap); ``max_memory_gb`` bounds the arrays (maps, accumulators,
+    """How to predict. ``tile`` is in working voxels (0: automatic, the whole working volume in
+    one pass when it fits the memory budget, else the largest margin tiles that fit, which
+    overlap by twice :data:`cryosse.net.window.CONTEXT_MARGIN` only; an explicit tile is
+    blended with Gaussian weights and ``overlap``, a fraction of the tile); ``max_memory_gb`` bounds the arrays (maps, accumulators,
     network activations on the CPU), not the ~0.5 GB of Python and torch themselves."""
 
     contour: float | None = None

@@ -42,6 +42,7 @@ class MemoryPlan:
     streamed: int
     parts: dict
     tile: int
+    tile_shape: tuple = ()  # (z, y, x) of the margin tiles; () with an explicit tile (Gaussian blending)
 
     def describe(self) -> str:
         return ", ".join(f"{k} {v / GB:.2f}" for k, v in self.parts.items() if v) + " GB"
@@ -78,18 +79,33 @@ def plan_memory(shape_zyx, voxel_size_a, card: dict, net, cfg: PredictConfig,
     fixed = {"input": 4 * n_in,
              "masked copy": 4 * n_box if (zone is not None or cfg.contour is not None) else 0,
              "zone mask": 25 * n_box if zone is not None else 0}
-    candidates = [cfg.tile] if cfg.tile else sorted({128, 96, int(card.get("tile", 64))}, reverse=True)
+    # an explicit tile: Gaussian blending with cfg.overlap; else the whole working volume in one
+    # pass, or margin tiles (net.window.plan_tiles), the largest that fits
+    if cfg.tile:
+        candidates = [(cfg.tile, ())]
+    else:
+        from ..net.window import plan_tiles
+
+        sides = [s for s in (320, 288, 256, 224, 192, 160, 128, 96) if s < max(padded)]
+        candidates = [(0, plan_tiles(padded, div, float("inf")))] + \
+            [(0, plan_tiles(padded, div, s ** 3)) for s in sides]
     plans = []
-    for tile in candidates:
-        tile_vox = int(np.prod([min(math.ceil(min(tile, p) / div) * div, p) for p in padded]))
+    for tile, shape in candidates:
+        if shape:
+            tile_vox, n_tiles_batch, norm = int(np.prod(shape)), (1 if shape == tuple(padded) else cfg.batch), 0
+        else:
+            tile_vox = int(np.prod([min(math.ceil(min(tile, p) / div) * div, p) for p in padded]))
+            n_tiles_batch, norm = cfg.batch, 1
         phases = {"resampling": 4 * n_box + 40 * n_work,
-                  "sliding window": (n_cls + 3) * 4 * n_work + int(cfg.batch * tile_vox * per_vox),
+                  "sliding window": (n_cls + 2 + norm) * 4 * n_work + int(n_tiles_batch * tile_vox * per_vox),
                   "back-interpolation": n_cls * 4 * n_work + 48 * cfg.slab * ny * nx}
         worst = max(phases, key=phases.get)
         parts = dict(fixed, **{worst: phases[worst]}, outputs=9 * n_in)
         streamed = sum(parts.values()) - parts["outputs"]
-        plans.append(MemoryPlan(streamed + parts["outputs"], streamed, parts, tile))
+        plans.append(MemoryPlan(streamed + parts["outputs"], streamed, parts, tile or max(shape), shape))
     budget = cfg.max_memory_gb * GB
+    if not cfg.tile and plans[0].streamed <= budget:
+        return plans[0]  # one pass (outputs streamed if need be) costs less than tiles
     # the largest tile with outputs in memory, else the largest with streamed outputs
     return next((p for p in plans if p.in_memory <= budget),
                 next((p for p in plans if p.streamed <= budget), plans[-1]))

@@ -101,13 +101,13 @@ def predict_to_dir(map_path: str | os.PathLike, checkpoint: str | os.PathLike,
         if stream:
             with write_map_mmap(m, tmp / "helix_prob.mrc") as h, write_map_mmap(m, tmp / "sheet_prob.mrc") as s, \
                     write_map_mmap(m, tmp / "labels.mrc", labels=True) as lab:
-                pred = predict_map(m, net, card, cfg, zone=zone, tile=plan.tile,
+                pred = predict_map(m, net, card, cfg, zone=zone, tile=plan.tile_shape or plan.tile,
                                    outputs={"helix": h, "sheet": s, "labels": lab}, progress=progress)
                 write_preview(tmp / "preview.png", m, pred.labels, title=_shown_name(map_path))
                 summary = dict(pred.summary)
                 del pred
         else:
-            pred = predict_map(m, net, card, cfg, zone=zone, tile=plan.tile, progress=progress)
+            pred = predict_map(m, net, card, cfg, zone=zone, tile=plan.tile_shape or plan.tile, progress=progress)
             write_preview(tmp / "preview.png", m, pred.labels, title=_shown_name(map_path))
             write_map(pred.helix_prob, tmp / "helix_prob.mrc")
             write_map(pred.sheet_prob, tmp / "sheet_prob.mrc")

@@ -161,17 +161,25 @@ def _masked_input(m: Map, cfg: PredictConfig, zone: Zone | None) -> Map:
     return src.with_data(d) if d is not src.data else src
 
 
-def _network_probs(src: Map, net, card: dict, cfg: PredictConfig, tile: int, device: str, amp: bool,
+def _network_probs(src: Map, net, card: dict, cfg: PredictConfig, tile, device: str, amp: bool,
                    progress=None):
-    """Steps 3-4: the working grid and the class probabilities on it (sliding windows)."""
+    """Steps 3-4: the working grid and the class probabilities on it (sliding windows).
+
+    ``tile``: a (z, y, x) shape: margin tiles (one pass when it holds the whole volume); an
+    int: Gaussian blending with ``cfg.overlap``; None: planned here (:func:`plan_memory`)."""
     from ..net.inputs import prepare_density
-    from ..net.window import sliding_window_probs
+    from ..net.window import CONTEXT_MARGIN, sliding_window_probs
+    from .memory import plan_memory
 
     work, x, pad = prepare_density(src, float(card["voxel_size_a"]), card.get("norm", "zscore"))
+    if tile is None:
+        plan = plan_memory(src.data.shape, src.voxel_size_a, card, net, cfg, device=device)
+        tile = plan.tile_shape or plan.tile
+    margin = CONTEXT_MARGIN if isinstance(tile, (tuple, list)) else None
     probs = sliding_window_probs(FlipAverage(net) if cfg.tta else net, x, tile=tile, overlap=cfg.overlap,
                                  batch=cfg.batch, divisor=getattr(net, "divisor", 1), pad_value=pad,
-                                 device=device, amp=amp, progress=progress)
-    return work, probs
+                                 device=device, amp=amp, margin=margin, progress=progress)
+    return work, probs, tile
 
 
 def _region(m: Map, zone: Zone | None) -> tuple[np.ndarray, np.ndarray]:
@@ -235,8 +243,9 @@ def _predict(m: Map, nw: _Network, cfg: PredictConfig, zone: Zone | None, output
     import torch
 
     card, device, amp = nw.card, nw.device, nw.amp
-    tile = tile or cfg.tile or int(card.get("tile", 64))
-    work, probs = _network_probs(_masked_input(m, cfg, zone), nw.net, card, cfg, tile, device, amp, nw.progress)
+    tile = tile or cfg.tile or None
+    work, probs, tile = _network_probs(_masked_input(m, cfg, zone), nw.net, card, cfg, tile, device, amp,
+                                       nw.progress)
     t_net = time.perf_counter() - t0
     if outputs is None:
         outputs = {"helix": np.empty(m.data.shape, np.float32), "sheet": np.empty(m.data.shape, np.float32),
@@ -247,7 +256,8 @@ def _predict(m: Map, nw: _Network, cfg: PredictConfig, zone: Zone | None, output
                "origin_a": list(m.origin_a), "working_voxel_size_a": float(card["voxel_size_a"]),
                "working_shape_xyz": list(work.shape_xyz),
                "helix_fraction": float(counts[HELIX] / n), "sheet_fraction": float(counts[SHEET] / n),
-               "contour": cfg.contour, "tile": int(tile), "overlap": cfg.overlap,
+               "contour": cfg.contour, "tile": [int(v) for v in tile] if isinstance(tile, (tuple, list)) else int(tile),
+               "overlap": cfg.overlap if not isinstance(tile, (tuple, list)) else "margin",
                "network_s": round(t_net, 3), "runtime_s": round(time.perf_counter() - t0, 3),
                "device": device, "amp": bool(amp), "threads": torch.get_num_threads(), "tta": cfg.tta}
     if zone is not None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import BACKGROUND, HELIX, OTHER, SHEET
 from ..io import Map, ProteinAtoms, write_json, write_map
-from .labels import DEFAULT_RADIUS_A, label_voxels, within
+from .labels import DEFAULT_RADIUS_A, zone_and_labels
 
 __all__ = ["ComponentConfig", "Component", "ComponentRejected", "crop_box", "extract",
            "make_component", "write_component", "write_rejected"]
@@ -102,9 +102,8 @@ def make_component(density: Map, atoms: ProteinAtoms, classes: np.ndarray,
     if size.max() > cfg.max_side:
         raise ComponentRejected(f"box {tuple(int(s) for s in size)} exceeds max_side {cfg.max_side}")
     box = extract(density, start, size)
-    zone = within(box, atoms.xyz, cfg.zone_radius_a)
+    zone, labels = zone_and_labels(box, atoms, classes, cfg.zone_radius_a, cfg.label_radius_a)
     dens = box.with_data(np.where(zone, box.data, 0).astype(np.float32))
-    labels = label_voxels(box, atoms, classes, cfg.label_radius_a)
     return Component(dens, labels, class_counts(labels.data))
 
 

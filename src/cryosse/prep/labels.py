@@ -20,7 +20,8 @@ from .. import BACKGROUND
 from ..io import Map, ProteinAtoms
 from .sse import ResidueSSE, residue_class, sse_class_of
 
-__all__ = ["residue_classes", "atom_classes", "label_voxels", "nearest_atoms", "within", "DEFAULT_RADIUS_A", "LabelConfig"]
+__all__ = ["residue_classes", "atom_classes", "label_voxels", "nearest_atoms", "within", "zone_and_labels",
+           "DEFAULT_RADIUS_A", "LabelConfig"]
 
 DEFAULT_RADIUS_A = 3.0
 
@@ -122,3 +123,39 @@ def label_voxels(grid: Map, atoms: ProteinAtoms, classes: np.ndarray,
     voxels, atom = nearest_atoms(grid, atoms.xyz, radius_a, atoms.residue)
     out[voxels] = classes[atom]
     return grid.with_data(out.reshape(nz, ny, nx))
+
+
+def zone_and_labels(grid: Map, atoms: ProteinAtoms, classes: np.ndarray, zone_radius_a: float,
+                    radius_a: float = DEFAULT_RADIUS_A) -> tuple[np.ndarray, Map]:
+    """``within(grid, atoms.xyz, zone_radius_a)`` and ``label_voxels(grid, atoms, classes,
+    radius_a)`` from one candidate search and one k-d tree query (the same results: hits are
+    strictly within each radius, ties at the label radius as in :func:`nearest_atoms`)."""
+    from scipy.spatial import cKDTree
+
+    nx, ny, nz = grid.shape_xyz
+    mask = np.zeros(nz * ny * nx, bool)
+    out = np.full(nz * ny * nx, BACKGROUND, np.uint8)
+    xyz = atoms.xyz
+    reach = max(zone_radius_a, radius_a)
+    cand = _candidates(grid, xyz, reach) if len(xyz) else np.zeros(0, np.int64)
+    if len(cand):
+        k, rem = np.divmod(cand, ny * nx)
+        j, i = np.divmod(rem, nx)
+        pts = np.asarray(grid.origin_a) + np.stack([i, j, k], 1) * np.asarray(grid.voxel_size_a)
+        kk = min(2, len(xyz))
+        dist, nearest = cKDTree(xyz).query(pts, k=kk, distance_upper_bound=reach)
+        if kk == 1:
+            dist, nearest = dist[:, None], nearest[:, None]
+        mask[cand[dist[:, 0] < zone_radius_a]] = True
+        hit = dist[:, 0] < radius_a
+        best = nearest[:, 0].copy()
+        if kk == 2:
+            with np.errstate(invalid="ignore"):
+                tie = hit & (dist[:, 1] < radius_a) & (np.abs(dist[:, 1] - dist[:, 0]) <= 1e-9)
+            if np.any(tie):
+                rank = atoms.residue if atoms.residue is not None else np.arange(len(xyz))
+                a, b = nearest[tie, 0], nearest[tie, 1]
+                swap = (rank[b] < rank[a]) | ((rank[b] == rank[a]) & (b < a))
+                best[np.flatnonzero(tie)[swap]] = b[swap]
+        out[cand[hit]] = classes[best[hit]]
+    return mask.reshape(nz, ny, nx), grid.with_data(out.reshape(nz, ny, nx))

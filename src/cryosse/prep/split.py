@@ -86,30 +86,27 @@ def sequence_identity(a: str, b: str) -> float:
     return aln.counts().identities / min(len(a), len(b))
 
 
-def cluster_chains(chains: list[ChainRecord], max_identity: float = 0.30) -> list[int]:
-    """Cluster index of each chain (single linkage over same entry/PDB id or identity)."""
-    parent = list(range(len(chains)))
+def cluster_chains(chains: list[ChainRecord], max_identity: float = 0.30, engine: str = "auto",
+                   threads: int = 2, stats: dict | None = None) -> list[int]:
+    """Cluster index of each chain (single linkage over same entry/PDB id or identity).
 
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
+    Only candidate pairs are aligned (MMseqs2 prefilter, exact realignment: see
+    :mod:`cryosse.prep.clustering`); ``engine="exhaustive"`` aligns every pair of distinct
+    sequences. Both give the same clusters (tests/test_dataset.py)."""
+    from .clustering import cluster_pairs
 
-    def union(i: int, j: int) -> None:
-        ri, rj = find(i), find(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-
-    for i, a in enumerate(chains):
-        for j in range(i + 1, len(chains)):
-            b = chains[j]
-            if find(i) == find(j):
-                continue
-            same_entry = a.entry == b.entry or (a.pdb_id != "-" and a.pdb_id == b.pdb_id)
-            if same_entry or sequence_identity(a.sequence, b.sequence) >= max_identity:
-                union(i, j)
-    roots = [find(i) for i in range(len(chains))]
+    links, first_entry, first_pdb = [], {}, {}
+    for i, c in enumerate(chains):
+        links.append((first_entry.setdefault(c.entry, i), i))
+        if c.pdb_id != "-":
+            links.append((first_pdb.setdefault(c.pdb_id, i), i))
+    by_seq: dict[str, list[int]] = {}
+    for i, c in enumerate(chains):
+        s = c.sequence.upper().replace("X", "")
+        if s:  # an empty sequence has identity 0 with everything
+            by_seq.setdefault(s, []).append(i)
+    roots = cluster_pairs(len(chains), links, list(by_seq.values()), list(by_seq), max_identity,
+                          sequence_identity, engine, threads, stats)
     renumber = {r: k for k, r in enumerate(dict.fromkeys(roots))}
     return [renumber[r] for r in roots]
 
