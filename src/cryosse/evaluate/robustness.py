@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import read_map, read_model, write_json, write_text
+from ..io import read_map, write_json, write_text
 from .conditions import MIN_CLASS_VOXELS, derive
 
 __all__ = ["score_conditions", "format_conditions", "targets", "TARGET_RATIO", "FLOOR_RATIO", "CLEAN_GAP"]
@@ -75,7 +75,6 @@ def score_conditions(checkpoint, cases, data_dir=None, out_dir=None, *, device: 
     (``only``: just the conditions of these names); write ``conditions.json``,
     ``conditions.md`` and ``conditions.png`` into ``out_dir``."""
     from ..net.checkpoint import load_checkpoint
-    from ..prep.sse import assign_sse
     from .realmaps import _cases_and_data
     from .zone import load_case
 
