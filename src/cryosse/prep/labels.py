@@ -79,32 +79,46 @@ def nearest_atoms(grid: Map, xyz: np.ndarray, radius_a: float,
     Returns ``(flat_voxel_index, atom_index)``. Equidistant atoms: the lower ``residue``
     value wins, then the lower atom index.
     """
-    from scipy.spatial import cKDTree
-
-    nx, ny, nz = grid.shape_xyz
     if len(xyz) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     cand = _candidates(grid, xyz, radius_a)
     if len(cand) == 0:
         return cand, np.zeros(0, np.int64)
+    dist, nearest = _two_nearest(grid, xyz, cand, radius_a)
+    hit = np.isfinite(dist[:, 0])
+    best = _tie_broken(dist, nearest, hit, np.isfinite(dist[:, 1]),
+                       residue if residue is not None else np.arange(len(xyz)))
+    return cand[hit], best[hit]
+
+
+def _two_nearest(grid: Map, xyz: np.ndarray, cand: np.ndarray, reach: float) -> tuple[np.ndarray, np.ndarray]:
+    """Distances and indices (N, 2) of the two atoms nearest each candidate voxel within
+    ``reach`` (inf and ``len(xyz)`` where there is none)."""
+    from scipy.spatial import cKDTree
+
+    nx, ny, nz = grid.shape_xyz
     k, rem = np.divmod(cand, ny * nx)
     j, i = np.divmod(rem, nx)
     pts = np.asarray(grid.origin_a) + np.stack([i, j, k], 1) * np.asarray(grid.voxel_size_a)
-    kk = min(2, len(xyz))
-    dist, nearest = cKDTree(xyz).query(pts, k=kk, distance_upper_bound=radius_a)
-    if kk == 1:
-        dist, nearest = dist[:, None], nearest[:, None]
-    hit = np.isfinite(dist[:, 0])
+    if len(xyz) == 1:
+        dist, nearest = cKDTree(xyz).query(pts, k=1, distance_upper_bound=reach)
+        return (np.stack([dist, np.full_like(dist, np.inf)], 1),
+                np.stack([nearest, np.full_like(nearest, len(xyz))], 1))
+    return cKDTree(xyz).query(pts, k=2, distance_upper_bound=reach)
+
+
+def _tie_broken(dist: np.ndarray, nearest: np.ndarray, hit0: np.ndarray, hit1: np.ndarray,
+                rank: np.ndarray) -> np.ndarray:
+    """The nearest atom of each voxel, equidistant pairs (both hits) resolved to the lower
+    ``rank`` (per atom), then the lower atom index."""
     best = nearest[:, 0].copy()
-    if kk == 2:
-        with np.errstate(invalid="ignore"):
-            tie = np.isfinite(dist[:, 1]) & (np.abs(dist[:, 1] - dist[:, 0]) <= 1e-9)
-        if np.any(tie):
-            rank = residue if residue is not None else np.arange(len(xyz))
-            a, b = nearest[tie, 0], nearest[tie, 1]
-            swap = (rank[b] < rank[a]) | ((rank[b] == rank[a]) & (b < a))
-            best[np.flatnonzero(tie)[swap]] = b[swap]
-    return cand[hit], best[hit]
+    with np.errstate(invalid="ignore"):
+        tie = hit0 & hit1 & (np.abs(dist[:, 1] - dist[:, 0]) <= 1e-9)
+    if np.any(tie):
+        a, b = nearest[tie, 0], nearest[tie, 1]
+        swap = (rank[b] < rank[a]) | ((rank[b] == rank[a]) & (b < a))
+        best[np.flatnonzero(tie)[swap]] = b[swap]
+    return best
 
 
 def within(grid: Map, xyz: np.ndarray, radius_a: float) -> np.ndarray:
@@ -130,8 +144,6 @@ def zone_and_labels(grid: Map, atoms: ProteinAtoms, classes: np.ndarray, zone_ra
     """``within(grid, atoms.xyz, zone_radius_a)`` and ``label_voxels(grid, atoms, classes,
     radius_a)`` from one candidate search and one k-d tree query (the same results: hits are
     strictly within each radius, ties at the label radius as in :func:`nearest_atoms`)."""
-    from scipy.spatial import cKDTree
-
     nx, ny, nz = grid.shape_xyz
     mask = np.zeros(nz * ny * nx, bool)
     out = np.full(nz * ny * nx, BACKGROUND, np.uint8)
@@ -139,23 +151,10 @@ def zone_and_labels(grid: Map, atoms: ProteinAtoms, classes: np.ndarray, zone_ra
     reach = max(zone_radius_a, radius_a)
     cand = _candidates(grid, xyz, reach) if len(xyz) else np.zeros(0, np.int64)
     if len(cand):
-        k, rem = np.divmod(cand, ny * nx)
-        j, i = np.divmod(rem, nx)
-        pts = np.asarray(grid.origin_a) + np.stack([i, j, k], 1) * np.asarray(grid.voxel_size_a)
-        kk = min(2, len(xyz))
-        dist, nearest = cKDTree(xyz).query(pts, k=kk, distance_upper_bound=reach)
-        if kk == 1:
-            dist, nearest = dist[:, None], nearest[:, None]
+        dist, nearest = _two_nearest(grid, xyz, cand, reach)
         mask[cand[dist[:, 0] < zone_radius_a]] = True
         hit = dist[:, 0] < radius_a
-        best = nearest[:, 0].copy()
-        if kk == 2:
-            with np.errstate(invalid="ignore"):
-                tie = hit & (dist[:, 1] < radius_a) & (np.abs(dist[:, 1] - dist[:, 0]) <= 1e-9)
-            if np.any(tie):
-                rank = atoms.residue if atoms.residue is not None else np.arange(len(xyz))
-                a, b = nearest[tie, 0], nearest[tie, 1]
-                swap = (rank[b] < rank[a]) | ((rank[b] == rank[a]) & (b < a))
-                best[np.flatnonzero(tie)[swap]] = b[swap]
+        best = _tie_broken(dist, nearest, hit, dist[:, 1] < radius_a,
+                           atoms.residue if atoms.residue is not None else np.arange(len(xyz)))
         out[cand[hit]] = classes[best[hit]]
     return mask.reshape(nz, ny, nx), grid.with_data(out.reshape(nz, ny, nx))
