@@ -37,7 +37,7 @@ from pathlib import Path
 
 class FaultServer:
     def __init__(self, files: dict[str, Path] | None = None, root: Path | None = None,
-                 search: list[dict] | None = None):
+                 search: list[dict] | None = None, port: int = 0):
         self.files = dict(files or {})
         self.search = search
         self.search_ignores: set[str] = set()
@@ -63,7 +63,7 @@ class FaultServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

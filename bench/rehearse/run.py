@@ -2,7 +2,7 @@
 serve it on 127.0.0.1 with tests/fetch_server.py (faults injected: a 503 and a truncated
 transfer on the first map, a corrupted first model), run the online workflow up to the data
 set (``results/dataset/manifest.tsv``) on ``--cores``, and report entries/hour, CPU s and peak
-RSS per job of the rules with Snakemake benchmark files (``prepare_map``), cache disk per entry
+RSS per job of the rules with Snakemake benchmark files (fetch_entry, prepare_map, crop_entry; simulate, sse, label, crop), cache disk per entry
 and rejections by reason (ids and numbers blanked). Writes WORKDIR/rehearsal.json. Rerunning the same command resumes, also after ``kill -9`` (the stale lock is removed, jobs
 left incomplete are rerun); entries/hour is then that of the resumed part.
 
@@ -61,7 +61,16 @@ def main(argv=None) -> int:
     files["/api/search/*"] = work / "search.csv"
     first = next(r for r in recs if not r["missing"])
     t0 = time.time()
-    with FaultServer(files) as srv:
+    # the same port on every run of WORKDIR: the URLs are part of the stage settings, and a new
+    # port would make Snakemake rerun every job instead of resuming
+    port_file = work / "port"
+    port = int(port_file.read_text()) if port_file.is_file() else 0
+    try:
+        server = FaultServer(files, port=port)
+    except OSError:  # taken by something else since: a new one (this run then redoes the jobs)
+        server = FaultServer(files)
+    port_file.write_text(server.url.rsplit(":", 1)[1])
+    with server as srv:
         n = first["emdb"][4:]
         srv.fault(f"/emdb/structures/EMD-{n}/map/emd_{n}.map.gz", "503", "truncate")
         srv.fault(f"/pdb/mmCIF/{first['pdb'][1:3]}/{first['pdb']}.cif.gz", "corrupt")
@@ -91,7 +100,9 @@ def main(argv=None) -> int:
     reasons = Counter(re.sub(r"(EMD-\d+|PDB \w+|http\S+|\d+)", "…", m["reason"])[:120]
                       for m in manifest if m["status"] != "ok")
     disk = sum(f.stat().st_size for f in (run / "resources").rglob("*") if f.is_file()) if (run / "resources").exists() else 0
-    out = {"entries": len(recs), "resumed": resumed, "wall_s": round(wall, 1), "entries_per_hour": round(len(recs) / wall * 3600, 1),
+    steps = re.findall(r"(\d+) of \d+ steps", r.stderr)
+    jobs_run = int(steps[-1]) if steps else 0  # Snakemake's last progress line ("Nothing to be done": 0)
+    out = {"entries": len(recs), "resumed": resumed, "jobs_run": jobs_run, "wall_s": round(wall, 1), "entries_per_hour": round(len(recs) / wall * 3600, 1),
            "stages": stages, "cache_disk_mb_per_entry": round(disk / len(recs) / 1e6, 2),
            "samples_ok": sum(m["status"] == "ok" for m in manifest), "rejections": dict(reasons),
            "returncode": r.returncode}

@@ -36,6 +36,8 @@ rule fetch_entry:
     retries: 1
     log:
         "logs/fetch_entry/{emdb}.log",
+    benchmark:
+        "benchmarks/fetch_entry/{emdb}.tsv"
     conda:
         "../../envs/cryosse.yaml"
     shell:
@@ -70,6 +72,8 @@ rule crop_entry:
         directory("results/components/{emdb}"),
     log:
         "logs/crop_entry/{emdb}.log",
+    benchmark:
+        "benchmarks/crop_entry/{emdb}.tsv"
     conda:
         "../../envs/cryosse.yaml"
     shell:

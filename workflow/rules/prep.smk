@@ -13,6 +13,8 @@ rule simulate:
         resolution=resolution,
     log:
         "logs/simulate/{entry}.log",
+    benchmark:
+        "benchmarks/simulate/{entry}.tsv"
     conda:
         "../../envs/cryosse.yaml"
     shell:
@@ -28,6 +30,8 @@ rule sse:
         "results/entries/{entry}/sse.tsv",
     log:
         "logs/sse/{entry}.log",
+    benchmark:
+        "benchmarks/sse/{entry}.tsv"
     conda:
         "../../envs/cryosse.yaml"
     shell:
@@ -44,6 +48,8 @@ rule label:
         "results/entries/{entry}/labels.mrc",
     log:
         "logs/label/{entry}.log",
+    benchmark:
+        "benchmarks/label/{entry}.tsv"
     conda:
         "../../envs/cryosse.yaml"
     shell:
@@ -65,6 +71,8 @@ rule crop:
         resolution=resolution,
     log:
         "logs/crop/{entry}.log",
+    benchmark:
+        "benchmarks/crop/{entry}.tsv"
     conda:
         "../../envs/cryosse.yaml"
     shell:
