@@ -83,6 +83,41 @@ def cmd_real_maps(a) -> None:
     print(format_real_table(s))
 
 
+def cmd_calibrate(a) -> None:
+    import datetime
+    from pathlib import Path
+
+    import torch
+
+    from ..errors import InputError
+    from ..io import write_json
+    from ..net.checkpoint import export_checkpoint, load_checkpoint
+    from ..research.calibration import collect, fit
+
+    a.set = a.set or ["selection"]
+    if "report" in a.set:
+        raise InputError("--set", "the report set is scored once per shipped model and never used to choose; "
+                         "calibrate on the selection set")
+    out = Path(a.output)
+    if a.max_voxels < 1000:
+        raise InputError("--max-voxels", f"must be at least 1000, not {a.max_voxels}")
+    rows, summary = collect(a.checkpoint, a.cases, a.data, sets=tuple(a.set), device=a.device,
+                            out_dir=out.parent / (out.stem + "_fit"), max_voxels=a.max_voxels)
+    result = fit(rows)
+    _, card, blob = load_checkpoint(a.checkpoint)
+    half = all(v.dtype == torch.float16 for v in blob["state_dict"].values() if v.is_floating_point())
+    provenance = {k: v for k, v in result.items() if k not in ("grid", "objective_grid")}
+    provenance.update(fitted_on=list(a.set), source=Path(a.checkpoint).name, max_voxels=a.max_voxels,
+                      date=datetime.date.today().isoformat())
+    export_checkpoint(a.checkpoint, out, half=half,
+                      card_update={"class_weights": result["class_weights"], "calibration": provenance})
+    write_json(out.parent / (out.stem + "_fit") / "calibration.json", result)
+    w, r0, r1 = result["class_weights"], result["ratios_uncalibrated"], result["ratios"]
+    print(f"{out}: class weights helix {w['helix']:g}, sheet {w['sheet']:g}; objective "
+          f"{result['objective_uncalibrated']:.3f} -> {result['objective']:.3f} (F1/oracle helix "
+          f"{r0['helix']} -> {r1['helix']}, sheet {r0['sheet']} -> {r1['sheet']})")
+
+
 def device_option(p):
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
 
@@ -155,3 +190,19 @@ def register(sub) -> None:
                    "oracle and the working grid's ceiling")
     device_option(s)
     output_option(s, "output folder")
+
+    s = add_command(sub, "calibrate", "fit class weights (a prior shift) on the selection set",
+                    "Predict every derived condition of the selection set's real maps (the robustness "
+                    "benchmark's conditions), fit per-class probability weights (other 1, helix, sheet) that "
+                    "maximise the smaller of the two classes' F1/oracle target fractions, and write a copy of "
+                    "the checkpoint whose card carries them; prediction then applies them.",
+                    "calibrate --checkpoint src/cryosse/data/models/cryosse-sse-v1.pt --cases bench/real_maps.yaml "
+                    "-o calibrated.pt", cmd_calibrate)
+    s.add_argument("--checkpoint", required=True, help="checkpoint to calibrate (without class weights)")
+    s.add_argument("--cases", required=True, help="YAML file of cases (see bench/real_maps.yaml)")
+    s.add_argument("--data", help="folder the cases' paths are relative to (default: the file's 'data:')")
+    s.add_argument("--set", action="append", choices=["selection", "report"], default=None,
+                   help="the sets to fit on (default and only allowed: selection)")
+    s.add_argument("--max-voxels", type=int, default=200_000, help="scored voxels kept per condition")
+    device_option(s)
+    output_option(s, "output checkpoint")

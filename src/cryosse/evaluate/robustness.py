@@ -33,7 +33,7 @@ CLEAN_GAP = 0.1
 CLASSES = ("helix", "sheet")
 
 
-def _score_one(d, net, card, device, sse, has_sheet: bool, clean_cache: dict) -> dict:
+def _score_one(d, net, card, device, sse, has_sheet: bool, clean_cache: dict, on_prediction=None) -> dict:
     from ..inference.predictor import PredictConfig, predict_map
     from ..prep.labels import atom_classes, label_voxels, within
     from ..research.diagnostics import clean_simulation, trace_oracle
@@ -61,6 +61,8 @@ def _score_one(d, net, card, device, sse, has_sheet: bool, clean_cache: dict) ->
         cs = evaluate_maps(predict_map(sim, net, card, cfg).labels, truth, mask)["classes"]
         clean_cache[key] = {c: cs[c]["f1"] for c in CLASSES}
     protein = float(mask.mean())
+    if on_prediction is not None:
+        on_prediction(d, pred, t3, mask, scored, oracle)
     return {"condition": d.name, "kind": d.kind, "detail": d.detail, "shape_xyz": list(d.map.shape_xyz),
             "voxel_size_a": list(d.map.voxel_size_a), "zone_fraction": round(protein, 3),
             "scored": scored, "predict_s": round(seconds, 2),
@@ -70,10 +72,12 @@ def _score_one(d, net, card, device, sse, has_sheet: bool, clean_cache: dict) ->
 
 def score_conditions(checkpoint, cases, data_dir=None, out_dir=None, *, device: str | None = None,
                      sets: tuple[str, ...] = ("selection", "report"), segment_chains: int = 1,
-                     only: tuple[str, ...] | None = None, progress=print) -> dict:
+                     only: tuple[str, ...] | None = None, progress=print, on_prediction=None) -> dict:
     """Score ``checkpoint`` on every derived condition of every case whose set is in ``sets``
     (``only``: just the conditions of these names); write ``conditions.json``,
-    ``conditions.md`` and ``conditions.png`` into ``out_dir``."""
+    ``conditions.md`` and ``conditions.png`` into ``out_dir``. ``on_prediction(case, derived,
+    prediction, truth3, mask, scored, oracle)``: called with each real row's prediction (the
+    truth in three classes on the scored voxels ``mask``), e.g. to fit a calibration."""
     from ..net.checkpoint import load_checkpoint
     from .realmaps import _cases_and_data
     from .zone import load_case
@@ -84,14 +88,15 @@ def score_conditions(checkpoint, cases, data_dir=None, out_dir=None, *, device: 
     for case in cases:
         if case.set not in sets:
             continue
-        scored_map, st, sse, _, _ = load_case(case, data_dir)
-        raw = read_map(Path(data_dir) / case.map) if case.lowpass_a else scored_map
+        raw = read_map(Path(data_dir) / case.map)
+        scored_map, st, sse, _, _ = load_case(case, data_dir, raw=raw)
         clean_cache: dict = {}
         for d in derive(case, raw, scored_map, st, sse, segment_chains=segment_chains):
             if only is not None and d.name not in only:
                 continue
             t0 = time.perf_counter()
-            row = _score_one(d, net, card, device, sse, case.has_sheet, clean_cache)
+            hook = None if on_prediction is None else (lambda *a, _c=case: on_prediction(_c, *a))
+            row = _score_one(d, net, card, device, sse, case.has_sheet, clean_cache, hook)
             rows.append({"case": case.name, "set": case.set, **row})
             if progress:
                 progress(f"{case.name} {d.name}: helix {_f(row['voxel']['helix'])} sheet "

@@ -48,13 +48,14 @@ def lowpass(m: Map, resolution_a: float, native_resolution_a: float = 0.0) -> Ma
     return m.with_data(gaussian_filter(m.data.astype(np.float32), sigma_vox, mode="nearest"))
 
 
-def load_case(case: RealCase, data_dir: str | os.PathLike):
-    """(map as scored, structure, DSSP residues, truth label map on the map's grid, score mask)."""
+def load_case(case: RealCase, data_dir: str | os.PathLike, raw: Map | None = None):
+    """(map as scored, structure, DSSP residues, truth label map on the map's grid, score mask).
+    ``raw``: the case's map as read, when the caller has it already (it is not read again)."""
     from ..prep.labels import atom_classes, label_voxels, within
     from ..prep.sse import assign_sse
 
     root = Path(data_dir)
-    m = read_map(root / case.map)
+    m = read_map(root / case.map) if raw is None else raw
     if case.lowpass_a:
         m = lowpass(m, case.lowpass_a, case.native_resolution_a)
     st = read_model(root / case.model)

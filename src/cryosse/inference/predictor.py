@@ -17,6 +17,9 @@ it to ``[z, y, x]``):
    extended) onto the input map's own grid, one slab of z-planes at a time; outside the chain
    zone they are 0 and the label is background. Labels: 1 helix, 2 sheet, 0 everything else
    (the network's "other" class merges background and coil, so code 3 is never written).
+   A model card with ``class_weights`` (``{"helix": w_h, "sheet": w_s}``, other 1: a prior
+   shift fitted by ``cryosse calibrate``) has its probabilities reweighted,
+   ``p_c' = w_c p_c / sum_k w_k p_k``, before the labels are taken from them.
 
 Memory: :func:`plan_memory` estimates the peak before any work; :func:`predict_to_dir` keeps
 the three output maps in memory when they fit the budget, else streams them to
@@ -113,6 +116,30 @@ def _lerp(a: np.ndarray, axis: int, ax) -> np.ndarray:
     return a0
 
 
+def class_weights(card: dict) -> tuple[float, float] | None:
+    """The card's ``class_weights`` as (helix, sheet), or None when it has none (or all 1)."""
+    w = card.get("class_weights")
+    if not w:
+        return None
+    wh, ws = float(w.get("helix", 1.0)), float(w.get("sheet", 1.0))
+    if not (wh > 0 and ws > 0 and np.isfinite(wh) and np.isfinite(ws)):
+        raise InputError("checkpoint", f"class_weights must be positive numbers, not {w!r}")
+    return None if wh == ws == 1.0 else (wh, ws)
+
+
+def reweight(h: np.ndarray, s: np.ndarray, weights: tuple[float, float] | None) -> None:
+    """In place: helix and sheet probabilities after a prior shift by ``weights`` (other
+    weighs 1; see the module doc). Voxels with h = s = 0 stay 0."""
+    if weights is None:
+        return
+    wh, ws = weights
+    z = 1.0 + (wh - 1.0) * h + (ws - 1.0) * s  # = other + wh h + ws s, with other = 1 - h - s
+    h *= wh
+    h /= z
+    s *= ws
+    s /= z
+
+
 def _labels_of(h: np.ndarray, s: np.ndarray) -> np.ndarray:
     """argmax over (other = 1 - h - s, helix, sheet), first maximum wins, as label codes."""
     o = 1.0 - h - s
@@ -191,9 +218,11 @@ def _region(m: Map, zone: Zone | None) -> tuple[np.ndarray, np.ndarray]:
             np.minimum(zone.start_xyz + zone.size_xyz, [nx, ny, nz])[::-1])
 
 
-def _onto_grid(m: Map, work: Map, probs: np.ndarray, zone: Zone | None, outputs: dict, slab: int) -> np.ndarray:
+def _onto_grid(m: Map, work: Map, probs: np.ndarray, zone: Zone | None, outputs: dict, slab: int,
+               weights: tuple[float, float] | None = None) -> np.ndarray:
     """Step 5: helix and sheet probabilities interpolated back onto the input grid, one slab
-    of z-planes at a time, and the labels; returns the voxel count per label code."""
+    of z-planes at a time (reweighted by the card's class weights), and the labels; returns
+    the voxel count per label code."""
     nz, ny, nx = m.data.shape
     lo, hi = _region(m, zone)
     # fractional working-grid index of each input voxel centre inside the region, per axis
@@ -217,6 +246,7 @@ def _onto_grid(m: Map, work: Map, probs: np.ndarray, zone: Zone | None, outputs:
                 keep = zone.mask[a - lo[0] + off[0]:b - lo[0] + off[0],
                                  off[1]:off[1] + hi[1] - lo[1], off[2]:off[2] + hi[2] - lo[2]]
                 part *= keep[None]
+            reweight(part[0], part[1], weights)
             h[a - z0:b - z0, lo[1]:hi[1], lo[2]:hi[2]] = part[0]
             s[a - z0:b - z0, lo[1]:hi[1], lo[2]:hi[2]] = part[1]
         lab = _labels_of(h, s)  # outside the region and the zone: h = s = 0, background
@@ -250,7 +280,8 @@ def _predict(m: Map, nw: _Network, cfg: PredictConfig, zone: Zone | None, output
     if outputs is None:
         outputs = {"helix": np.empty(m.data.shape, np.float32), "sheet": np.empty(m.data.shape, np.float32),
                    "labels": np.empty(m.data.shape, np.int8)}
-    counts = _onto_grid(m, work, probs, zone, outputs, cfg.slab)
+    weights = class_weights(card)
+    counts = _onto_grid(m, work, probs, zone, outputs, cfg.slab, weights)
     n = m.data.size
     summary = {"shape_xyz": list(m.shape_xyz), "voxel_size_a": list(m.voxel_size_a),
                "origin_a": list(m.origin_a), "working_voxel_size_a": float(card["voxel_size_a"]),
@@ -259,7 +290,8 @@ def _predict(m: Map, nw: _Network, cfg: PredictConfig, zone: Zone | None, output
                "contour": cfg.contour, "tile": [int(v) for v in tile] if isinstance(tile, (tuple, list)) else int(tile),
                "overlap": cfg.overlap if not isinstance(tile, (tuple, list)) else "margin",
                "network_s": round(t_net, 3), "runtime_s": round(time.perf_counter() - t0, 3),
-               "device": device, "amp": bool(amp), "threads": torch.get_num_threads(), "tta": cfg.tta}
+               "device": device, "amp": bool(amp), "threads": torch.get_num_threads(), "tta": cfg.tta,
+               "class_weights": {"helix": weights[0], "sheet": weights[1]} if weights else None}
     if zone is not None:
         summary.update(zone_chains=list(zone.chains), zone_radius_a=zone.radius_a,
                        zone_voxels=int(zone.mask.sum()), zone_box_start_xyz=[int(v) for v in zone.start_xyz],

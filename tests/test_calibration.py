@@ -1,0 +1,118 @@
+"""Calibration by a prior shift: the reweighting formula, prediction with class weights in the
+card, the F1 grid against metrics computed independently, the fit, and the CLI's refusals."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cryosse.errors import InputError
+from cryosse.inference.predictor import _labels_of, class_weights, reweight
+from cryosse.io import Map
+from cryosse.metrics import confusion, prf_from_confusion
+from cryosse.research.calibration import WEIGHT_GRID, RowVoxels, f1_grid, fit
+
+
+def _probs(n, seed=0):
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet([1.0, 1.0, 1.0], n).astype(np.float32)  # other, helix, sheet
+    return p[:, 0], p[:, 1], p[:, 2]
+
+
+def test_reweight_is_the_normalised_prior_shift():
+    o, h, s = _probs(5000)
+    wh, ws = 0.7, 2.5
+    hh, ss = h.copy(), s.copy()
+    reweight(hh, ss, (wh, ws))
+    z = o + wh * h + ws * s  # computed here from all three probabilities, not from 1 - h - s
+    assert np.allclose(hh, wh * h / z, atol=1e-6) and np.allclose(ss, ws * s / z, atol=1e-6)
+    assert np.all(hh + ss <= 1 + 1e-6)
+    # the labels of the reweighted probabilities are the weighted argmax
+    weighted = np.stack([o, wh * h, ws * s])
+    expect = np.array([0, 1, 2])[np.argmax(weighted, axis=0)]
+    assert np.mean(_labels_of(hh, ss) == expect) > 0.999  # ties only where float rounding decides
+    zero_h, zero_s = np.zeros(3, np.float32), np.zeros(3, np.float32)
+    reweight(zero_h, zero_s, (wh, ws))
+    assert not zero_h.any() and not zero_s.any()  # outside the zone stays background
+
+
+def test_class_weights_from_the_card():
+    assert class_weights({}) is None
+    assert class_weights({"class_weights": {"helix": 1.0, "sheet": 1.0}}) is None
+    assert class_weights({"class_weights": {"helix": 1.5, "sheet": 2}}) == (1.5, 2.0)
+    for bad in ({"helix": 0, "sheet": 1}, {"helix": -1, "sheet": 1}, {"helix": float("nan"), "sheet": 1}):
+        with pytest.raises(InputError, match="class_weights"):
+            class_weights({"class_weights": bad})
+
+
+def test_prediction_applies_the_cards_weights(tmp_path):
+    torch = pytest.importorskip("torch")
+    from cryosse.inference import predict_map
+    from cryosse.net.network import PRESETS, build_network
+
+    torch.manual_seed(0)
+    arch = dict(PRESETS["small"], n_classes=3, preset="small")
+    net = build_network(arch)
+    card = {"arch": arch, "classes": ["other", "helix", "sheet"], "voxel_size_a": 2.0,
+            "data_voxel_size_a": 1.0, "tile": 32}
+    m = Map(np.random.default_rng(1).normal(size=(24, 20, 28)).astype(np.float32), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    plain = predict_map(m, net, card)
+    w = {"helix": 0.6, "sheet": 3.0}
+    cal = predict_map(m, net, dict(card, class_weights=w))
+    h, s = plain.helix_prob.data, plain.sheet_prob.data
+    z = (1 - h - s) + w["helix"] * h + w["sheet"] * s
+    assert np.allclose(cal.helix_prob.data, w["helix"] * h / z, atol=1e-5)
+    assert np.allclose(cal.sheet_prob.data, w["sheet"] * s / z, atol=1e-5)
+    assert (cal.labels.data == 2).sum() > (plain.labels.data == 2).sum()
+    assert cal.summary["class_weights"] == w and plain.summary["class_weights"] is None
+
+
+def _row(h, s, truth, scored=(True, True), oracle=(0.8, 0.8)):
+    return RowVoxels("case", "cond", "selection", dict(zip(("helix", "sheet"), scored)),
+                     dict(zip(("helix", "sheet"), oracle)), h, s, truth)
+
+
+def test_f1_grid_matches_metrics_computed_from_labels():
+    o, h, s = _probs(4000, seed=2)
+    truth = np.random.default_rng(3).integers(0, 3, 4000).astype(np.uint8)
+    table = f1_grid(_row(h, s, truth))
+    for i, j in ((0, 0), (4, 4), (2, 9), (12, 5)):
+        hh, ss = h.copy(), s.copy()
+        reweight(hh, ss, (WEIGHT_GRID[i], WEIGHT_GRID[j]))
+        labels = _labels_of(hh, ss).astype(np.uint8)  # codes 0, 1 helix, 2 sheet
+        prf = prf_from_confusion(confusion(labels, truth))
+        for k, c in enumerate(("helix", "sheet")):
+            assert table[i, j, k] == pytest.approx(prf[c]["f1"], abs=2e-3)
+
+
+def test_fit_finds_the_shift_that_an_underconfident_class_needs():
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 3, 30000).astype(np.uint8)
+    # true sheet voxels: sheet 0.4 < other 0.5, so the argmax calls them other unless w_s > 1.25
+    h = np.where(truth == 1, 0.7, 0.1).astype(np.float32)
+    s = np.where(truth == 2, 0.4, 0.1).astype(np.float32)
+    res = fit([_row(h, s, truth)])
+    assert res["ratios_uncalibrated"]["sheet"] == 0.0
+    assert 1.25 < res["class_weights"]["sheet"] < 1.5   # the smallest grid weight that suffices
+    assert res["class_weights"]["helix"] == 1.0           # nothing to gain: ties go to 1
+    assert res["objective"] > res["objective_uncalibrated"]
+    # a calibrated network keeps weights of 1
+    good = fit([_row(np.where(truth == 1, 0.8, 0.05).astype(np.float32),
+                     np.where(truth == 2, 0.8, 0.05).astype(np.float32), truth)])
+    assert good["class_weights"] == {"helix": 1.0, "sheet": 1.0}
+
+
+def test_fit_ignores_a_class_no_row_scores():
+    truth = np.array([0, 1, 1, 0] * 500, np.uint8)
+    h = np.where(truth == 1, 0.45, 0.2).astype(np.float32)
+    res = fit([_row(h, np.full_like(h, 0.05), truth, scored=(True, False), oracle=(0.8, float("nan")))])
+    assert res["ratios"]["sheet"] is None and res["class_weights"]["helix"] > 1.0
+
+
+def test_calibrate_cli_refuses_the_report_set(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "cryosse.cli", "calibrate", "--checkpoint", "x.pt", "--cases",
+                        "c.yaml", "--set", "report", "-o", str(tmp_path / "o.pt")], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--set" in r.stderr and "report" in r.stderr
+    assert not (tmp_path / "o.pt").exists()
