@@ -116,3 +116,49 @@ def test_calibrate_cli_refuses_the_report_set(tmp_path):
                         "c.yaml", "--set", "report", "-o", str(tmp_path / "o.pt")], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--set" in r.stderr and "report" in r.stderr
     assert not (tmp_path / "o.pt").exists()
+
+
+def test_rows_round_trip_and_refit(tmp_path):
+    from cryosse.research.calibration import load_rows, save_rows
+
+    o, h, s = _probs(3000, seed=5)
+    truth = np.random.default_rng(6).integers(0, 3, 3000).astype(np.uint8)
+    rows = [_row(h, s, truth), _row(s, h, truth, scored=(True, False), oracle=(0.7, float("nan")))]
+    save_rows(rows, tmp_path / "fit" / "rows.npz")
+    back = load_rows(tmp_path / "fit" / "rows.npz")
+    assert [(r.case, r.condition, r.scored) for r in back] == [(r.case, r.condition, r.scored) for r in rows]
+    assert all(np.array_equal(a.h, b.h) and np.array_equal(a.truth, b.truth) for a, b in zip(rows, back))
+    assert fit(back)["objective_grid"] == fit(rows)["objective_grid"]
+
+
+def test_calibrate_cli_on_a_real_selection_case(shared_data, tmp_path):
+    """EMD-2566 chain 9 alone (alpha-rich: only helix is scored): the CLI fits, writes a
+    calibrated copy whose card carries the weights and their provenance, refits from the kept
+    voxels to the same weights, and refuses to calibrate the calibrated copy again."""
+    from cryosse.inference import BUNDLED_CHECKPOINT
+    from cryosse.net.checkpoint import load_checkpoint
+
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(f"data: {shared_data}\ncases:\n  - name: emd_2566_chain9\n"
+                     "    map: emd_2566_chain9/emd_2566_3j6b_chain9_crop.mrc\n"
+                     "    model: emd_2566_chain9/3j6b_chain9.pdb\n    native_resolution_a: 3.2\n"
+                     "    lowpass_a: 6.0\n    has_sheet: false\n    set: selection\n")
+    out = tmp_path / "cal.pt"
+    cli = [sys.executable, "-m", "cryosse.cli", "calibrate", "--cases", str(cases), "--device", "cpu"]
+    r = subprocess.run(cli + ["--checkpoint", str(BUNDLED_CHECKPOINT), "-o", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    _, card, _ = load_checkpoint(out)
+    w = card["class_weights"]
+    assert set(w) == {"helix", "sheet"} and all(v in WEIGHT_GRID for v in w.values())
+    assert card["calibration"]["fitted_on"] == ["selection"] and card["calibration"]["rows"]
+    assert card["calibration"]["objective"] >= card["calibration"]["objective_uncalibrated"]
+    assert card["calibration"]["ratios"]["sheet"] is None  # no row scores sheet
+    rows = tmp_path / "cal_fit" / "rows.npz"
+    assert rows.is_file() and (tmp_path / "cal_fit" / "conditions.json").is_file()
+    again = tmp_path / "again.pt"
+    r = subprocess.run(cli + ["--checkpoint", str(BUNDLED_CHECKPOINT), "--rows", str(rows), "-o", str(again)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert load_checkpoint(again)[1]["class_weights"] == w
+    r = subprocess.run(cli + ["--checkpoint", str(out), "-o", str(tmp_path / "twice.pt")], capture_output=True, text=True)
+    assert r.returncode == 2 and "class_weights already" in r.stderr and r.stderr.count("\n") == 1

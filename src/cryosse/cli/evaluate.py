@@ -92,7 +92,7 @@ def cmd_calibrate(a) -> None:
     from ..errors import InputError
     from ..io import write_json
     from ..net.checkpoint import export_checkpoint, load_checkpoint
-    from ..research.calibration import collect, fit
+    from ..research.calibration import collect, fit, load_rows, save_rows
 
     a.set = a.set or ["selection"]
     if "report" in a.set:
@@ -101,17 +101,24 @@ def cmd_calibrate(a) -> None:
     out = Path(a.output)
     if a.max_voxels < 1000:
         raise InputError("--max-voxels", f"must be at least 1000, not {a.max_voxels}")
-    rows, summary = collect(a.checkpoint, a.cases, a.data, sets=tuple(a.set), device=a.device,
-                            out_dir=out.parent / (out.stem + "_fit"), max_voxels=a.max_voxels)
-    result = fit(rows)
+    fit_dir = out.parent / (out.stem + "_fit")
     _, card, blob = load_checkpoint(a.checkpoint)
+    if card.get("class_weights"):
+        raise InputError(a.checkpoint, "has class_weights already; calibrate the checkpoint they were fitted to")
+    if a.rows:
+        rows = load_rows(a.rows)
+    else:
+        rows, _ = collect(a.checkpoint, a.cases, a.data, sets=tuple(a.set), device=a.device,
+                          out_dir=fit_dir, max_voxels=a.max_voxels)
+        save_rows(rows, fit_dir / "rows.npz")
+    result = fit(rows)
     half = all(v.dtype == torch.float16 for v in blob["state_dict"].values() if v.is_floating_point())
-    provenance = {k: v for k, v in result.items() if k not in ("grid", "objective_grid")}
+    provenance = {k: v for k, v in result.items() if k not in ("grid", "objective_grid", "ratio_grid")}
     provenance.update(fitted_on=list(a.set), source=Path(a.checkpoint).name, max_voxels=a.max_voxels,
                       date=datetime.date.today().isoformat())
     export_checkpoint(a.checkpoint, out, half=half,
                       card_update={"class_weights": result["class_weights"], "calibration": provenance})
-    write_json(out.parent / (out.stem + "_fit") / "calibration.json", result)
+    write_json(fit_dir / "calibration.json", result)
     w, r0, r1 = result["class_weights"], result["ratios_uncalibrated"], result["ratios"]
     print(f"{out}: class weights helix {w['helix']:g}, sheet {w['sheet']:g}; objective "
           f"{result['objective_uncalibrated']:.3f} -> {result['objective']:.3f} (F1/oracle helix "
@@ -204,5 +211,7 @@ def register(sub) -> None:
     s.add_argument("--set", action="append", choices=["selection", "report"], default=None,
                    help="the sets to fit on (default and only allowed: selection)")
     s.add_argument("--max-voxels", type=int, default=200_000, help="scored voxels kept per condition")
+    s.add_argument("--rows", help="refit on the voxels an earlier run kept (its OUT_fit/rows.npz) instead of "
+                   "predicting again")
     device_option(s)
     output_option(s, "output checkpoint")

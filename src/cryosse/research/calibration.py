@@ -11,9 +11,11 @@ prediction applies them (:func:`cryosse.inference.predictor.reweight`).
 :func:`collect` predicts every derived condition of the chosen sets once
 (:func:`cryosse.evaluate.robustness.score_conditions`) and keeps a random subsample of each
 row's scored voxels (probabilities and truth). :func:`fit` then scores every pair of weights
-of a log-spaced grid on those voxels and picks the pair with the best objective: the smaller
-of the two classes' target fractions, (mean F1 / mean oracle F1) / target ratio, with the
-robustness benchmark's targets (0.85 helix, 0.75 sheet); ties go to the pair nearest (1, 1).
+of a log-spaced grid on those voxels and picks the pair with the best objective: the mean of
+the classes' target fractions, (mean F1 / mean oracle F1) / target ratio, with the robustness
+benchmark's targets (0.85 helix, 0.75 sheet); ties go to the pair nearest (1, 1). (The smaller
+of the two fractions, tried first, is flat in the sheet weight whenever helix binds: it then
+picked the grid's edge on differences of 0.001.)
 Only the selection set may be used to fit (the report set is scored once per shipped model).
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["RowVoxels", "collect", "f1_grid", "fit", "WEIGHT_GRID"]
+__all__ = ["RowVoxels", "collect", "f1_grid", "fit", "save_rows", "load_rows", "WEIGHT_GRID"]
 
 #: Candidate weights per class: 0.5 to 4, log-spaced (13 values, 1 among them).
 WEIGHT_GRID = tuple(float(v) for v in np.round(2.0 ** np.linspace(-1, 2, 13), 4))
@@ -122,7 +124,7 @@ def fit(rows: list[RowVoxels], grid=WEIGHT_GRID, targets: dict | None = None) ->
     if not present:
         raise ValueError("no row scores helix or sheet")
     frac = np.stack([ratio[:, :, k] / targets[CLASSES[k]] for k in present], -1)
-    obj = np.nanmin(frac, axis=-1)
+    obj = np.mean(frac, axis=-1)
     g = np.log(np.asarray(grid))
     dist = np.add.outer(g ** 2, g ** 2)  # distance from (1, 1) in log weights, for ties
     best = max(((obj[i, j], -dist[i, j], i, j) for i in range(len(grid)) for j in range(len(grid))))
@@ -134,4 +136,34 @@ def fit(rows: list[RowVoxels], grid=WEIGHT_GRID, targets: dict | None = None) ->
             "objective": round(float(obj[i, j]), 4), "objective_uncalibrated": round(float(obj[one, one]), 4),
             "ratios": as_dict(i, j), "ratios_uncalibrated": as_dict(one, one),
             "rows": [f"{r.case}/{r.condition}" for r in rows], "grid": list(grid),
-            "objective_grid": [[None if math.isnan(v) else round(float(v), 4) for v in line] for line in obj]}
+            "objective_grid": _listed(obj),
+            "ratio_grid": {c: _listed(ratio[:, :, k]) for k, c in enumerate(CLASSES)}}
+
+
+def _listed(a: np.ndarray) -> list:
+    return [[None if math.isnan(v) else round(float(v), 4) for v in line] for line in a]
+
+
+def save_rows(rows: list[RowVoxels], path) -> None:
+    """The rows' voxels and metadata in one compressed .npz (a refit needs no new predictions)."""
+    import json
+
+    from ..io.files import atomic_path
+
+    arrays = {}
+    for i, r in enumerate(rows):
+        arrays.update({f"h{i}": r.h, f"s{i}": r.s, f"t{i}": r.truth})
+    meta = [{"case": r.case, "condition": r.condition, "set": r.set, "scored": r.scored, "oracle": r.oracle}
+            for r in rows]
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def load_rows(path) -> list[RowVoxels]:
+    """Rows written by :func:`save_rows`."""
+    import json
+
+    with np.load(path) as z:
+        meta = json.loads(str(z["meta"]))
+        return [RowVoxels(**m, h=z[f"h{i}"], s=z[f"s{i}"], truth=z[f"t{i}"]) for i, m in enumerate(meta)]
