@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:
-    from cryosse.evaluate.realmaps import SETS, read_cases
+    from cryosse.evaluate.realmaps import SETS, cases_and_data
     from cryosse.evaluate.robustness import format_conditions, score_conditions
     from cryosse.inference import BUNDLED_CHECKPOINT
 
@@ -32,10 +32,9 @@ def main() -> int:
     ap.add_argument("--device", default=None)
     ap.add_argument("-o", "--output", default=str(HERE / "results" / "conditions"))
     a = ap.parse_args()
-    cases, data_from_file = read_cases(a.cases)
-    data = Path(a.data) if a.data else data_from_file
-    if data is None or not data.is_dir():
-        print(f"real maps not found ({data}): skipped")
+    cases, data = cases_and_data(a.cases, a.data, missing_ok=True)
+    if data is None:
+        print(f"real maps not found ({a.data or 'the data: folder of ' + a.cases}): skipped")
         return 0
     s = score_conditions(a.checkpoint, cases, data, a.output, device=a.device,
                          sets=tuple(a.set or SETS))

@@ -19,7 +19,7 @@ TARGETS = {"helix": 0.75, "sheet": 0.45}
 
 def main() -> int:
     from cryosse.inference import BUNDLED_CHECKPOINT
-    from cryosse.evaluate.realmaps import format_real_table, read_cases, score_real_maps
+    from cryosse.evaluate.realmaps import cases_and_data, format_real_table, score_real_maps
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=str(BUNDLED_CHECKPOINT))
@@ -27,10 +27,9 @@ def main() -> int:
     ap.add_argument("--data", default=None, help="folder of the real maps (default: the case file's data:)")
     ap.add_argument("--tta", action="store_true")
     a = ap.parse_args()
-    cases, data_from_file = read_cases(a.cases)
-    data = Path(a.data) if a.data else data_from_file
-    if data is None or not data.is_dir():
-        print(f"real maps not found ({data}): skipped")
+    cases, data = cases_and_data(a.cases, a.data, missing_ok=True)
+    if data is None:
+        print(f"real maps not found ({a.data or 'the data: folder of ' + a.cases}): skipped")
         return 0
     out = HERE / "results" / "real_maps"
     s = score_real_maps(a.checkpoint, cases, data, out, tta=a.tta)

@@ -3,6 +3,7 @@ against an analytic or brute-force reference, and the robustness table on a real
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +146,23 @@ def test_targets_count_floor_and_clean_gap():
     assert t["below_floor"] == ["m/b/helix"]
     assert t["clean_gap"] == ["m/b/helix (+0.30)"]
     assert t["classes"]["sheet"]["rows"] == 1 and t["classes"]["sheet"]["ratio"] == pytest.approx(0.625)
+
+
+def test_benchmarks_skip_without_the_real_maps(tmp_path):
+    """A clone without ../shared: both real-map benchmarks say so and exit 0; the library
+    function itself refuses the missing folder with a one-line error naming it."""
+    import subprocess
+    import sys
+
+    from cryosse.errors import InputError
+    from cryosse.evaluate.realmaps import cases_and_data
+
+    root = Path(__file__).resolve().parents[1]
+    for bench in ("bench_conditions.py", "bench_realmaps.py"):
+        extra = ["-o", str(tmp_path / "out")] if bench == "bench_conditions.py" else []
+        r = subprocess.run([sys.executable, str(root / "bench" / bench), "--data", str(tmp_path / "absent"),
+                            *extra], capture_output=True, text=True)
+        assert r.returncode == 0 and "skipped" in r.stdout, (bench, r.stdout, r.stderr)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(InputError, match="absent"):
+        cases_and_data(root / "bench" / "real_maps.yaml", tmp_path / "absent")

@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..io import Map, write_json, write_text
 from .zone import RealCase, score_case
 
-__all__ = ["read_cases", "score_real_maps", "format_real_table", "card_scores"]
+__all__ = ["read_cases", "score_real_maps", "format_real_table", "card_scores", "cases_and_data"]
 
 _CASE_KEYS = {"name", "map", "model", "native_resolution_a", "lowpass_a", "has_sheet", "note", "set"}
 #: The validation sets a case may belong to (see bench/real_maps.yaml).
@@ -59,15 +59,21 @@ def read_cases(path: str | os.PathLike) -> tuple[list[RealCase], Path | None]:
     return cases, ((p.parent / data) if data else None)
 
 
-def _cases_and_data(cases, data_dir) -> tuple[list[RealCase], Path]:
+def cases_and_data(cases, data_dir=None, *, missing_ok: bool = False) -> tuple[list[RealCase], Path | None]:
+    """The cases (read from a case file when given its path) and the folder their paths are
+    relative to (``data_dir``, else the file's ``data:``). A folder that does not exist is an
+    error, or, with ``missing_ok`` (benchmarks on a clone without the real maps), ``None``."""
     data_from_file = None
     if isinstance(cases, (str, os.PathLike)):
         cases, data_from_file = read_cases(cases)
     data = Path(data_dir) if data_dir else data_from_file
     if data is None or not data.is_dir():
+        if missing_ok:
+            return list(cases), None
         raise InputError(str(data or "--data"), "real-map folder not found (pass --data, or name it as "
                                                 "'data:' in the case file)")
     return list(cases), data
+
 
 
 def score_real_maps(checkpoint: str | os.PathLike, cases, data_dir: str | os.PathLike | None = None,
@@ -80,7 +86,7 @@ def score_real_maps(checkpoint: str | os.PathLike, cases, data_dir: str | os.Pat
     ``diagnose`` adds the clean-simulation scores and the grid ceiling (see :func:`score_case`)."""
     from ..net.checkpoint import load_checkpoint
 
-    cases, data_dir = _cases_and_data(cases, data_dir)
+    cases, data_dir = cases_and_data(cases, data_dir)
     net, card, _ = load_checkpoint(checkpoint)
     rows = []
     for case in cases:

@@ -79,10 +79,10 @@ def score_conditions(checkpoint, cases, data_dir=None, out_dir=None, *, device: 
     prediction, truth3, mask, scored, oracle)``: called with each real row's prediction (the
     truth in three classes on the scored voxels ``mask``), e.g. to fit a calibration."""
     from ..net.checkpoint import load_checkpoint
-    from .realmaps import _cases_and_data
+    from .realmaps import cases_and_data
     from .zone import load_case
 
-    cases, data_dir = _cases_and_data(cases, data_dir)
+    cases, data_dir = cases_and_data(cases, data_dir)
     net, card, _ = load_checkpoint(checkpoint)
     rows = []
     for case in cases:
