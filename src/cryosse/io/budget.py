@@ -9,14 +9,12 @@ peak with the grid stays below the growth of the estimate (``tests/test_hostile.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from .files import one_line
 
 __all__ = ["GB", "DEFAULT_MEMORY_GB", "MapHeader", "map_header", "model_extent", "check_budget",
            "box_voxels"]
@@ -40,23 +38,16 @@ class MapHeader:
 
 def map_header(path: str | os.PathLike) -> MapHeader:
     """The grid of an MRC/CCP4 map (optionally gzipped) from its header alone."""
-    import mrcfile
+    from .maps import opened_mrc
 
     p = Path(path)
-    if not p.is_file():
-        raise InputError(p, "no such map file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with mrcfile.open(p, mode="r", header_only=True, permissive=True) as mrc:
-                h = mrc.header
-                n_crs = [int(h.nx), int(h.ny), int(h.nz)]
-                cell = np.array([float(h.cella.x), float(h.cella.y), float(h.cella.z)])
-                sampling = np.array([int(h.mx), int(h.my), int(h.mz)])
-                mode = int(h.mode)
-                mapcrs = [int(h.mapc), int(h.mapr), int(h.maps)]
-    except Exception as exc:  # mrcfile raises ValueError/OSError/EOFError for broken files
-        raise InputError(p, f"not a readable MRC/CCP4 map ({one_line(exc)})") from None
+    with opened_mrc(p, header_only=True, permissive=True) as mrc:
+        h = mrc.header
+        n_crs = [int(h.nx), int(h.ny), int(h.nz)]
+        cell = np.array([float(h.cella.x), float(h.cella.y), float(h.cella.z)])
+        sampling = np.array([int(h.mx), int(h.my), int(h.mz)])
+        mode = int(h.mode)
+        mapcrs = [int(h.mapc), int(h.mapr), int(h.maps)]
     if min(n_crs) < 1 or sorted(mapcrs) != [1, 2, 3]:
         raise InputError(p, f"invalid header: dimensions {n_crs}, axis order {mapcrs}")
     n_xyz = [0, 0, 0]

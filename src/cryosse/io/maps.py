@@ -20,7 +20,7 @@ from ..errors import InputError
 from .files import atomic_path
 from .files import one_line as _one_line
 
-__all__ = ["Map", "read_map", "write_map", "write_map_mmap"]
+__all__ = ["Map", "read_map", "write_map", "write_map_mmap", "opened_mrc"]
 
 
 @dataclass(frozen=True)
@@ -63,14 +63,11 @@ class Map:
         return (np.asarray(xyz, float) - np.asarray(self.origin_a)) / np.asarray(self.voxel_size_a)
 
 
-def read_map(path: str | os.PathLike, *, allow_nan: bool = False) -> Map:
-    """Read an MRC/CCP4 map (optionally gzipped) into a :class:`Map` in x, y, z order.
-
-    Any axis order (``mapc/mapr/maps``) is brought to ``[z, y, x]``; the voxel size is
-    ``cella / (mx, my, mz)``; the origin is the header's ``origin`` field when non-zero,
-    otherwise ``nstart * voxel_size`` (both conventions occur in real maps). Modes int8,
-    int16, uint16, float16 and float32 are read; integers stay integers, floats become float32.
-    """
+@contextlib.contextmanager
+def opened_mrc(path: str | os.PathLike, *, header_only: bool = False, permissive: bool = False):
+    """``mrcfile.open(path)`` for reading (gzip too), mrcfile's warnings silenced; a missing
+    file, a broken one, or any error raised in the block becomes one :class:`InputError`
+    naming the file (an :class:`InputError` raised in the block passes unchanged)."""
     import mrcfile
 
     p = Path(path)
@@ -79,21 +76,34 @@ def read_map(path: str | os.PathLike, *, allow_nan: bool = False) -> Map:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with mrcfile.open(p, mode="r", permissive=False) as mrc:
-                h = mrc.header
-                raw = np.asarray(mrc.data)
-                if raw is None or raw.ndim != 3:
-                    raise ValueError("not a 3D map")
-                mapcrs = [int(h.mapc), int(h.mapr), int(h.maps)]
-                nstart_crs = [int(h.nxstart), int(h.nystart), int(h.nzstart)]
-                cell = np.array([float(h.cella.x), float(h.cella.y), float(h.cella.z)])
-                sampling = np.array([int(h.mx), int(h.my), int(h.mz)])
-                origin_hdr = np.array([float(h.origin.x), float(h.origin.y), float(h.origin.z)])
-                raw = raw.copy()
+            with mrcfile.open(p, mode="r", header_only=header_only, permissive=permissive) as mrc:
+                yield mrc
     except InputError:
         raise
     except Exception as exc:  # mrcfile raises ValueError/OSError/EOFError for broken files
         raise InputError(p, f"not a readable MRC/CCP4 map ({_one_line(exc)})") from None
+
+
+def read_map(path: str | os.PathLike, *, allow_nan: bool = False) -> Map:
+    """Read an MRC/CCP4 map (optionally gzipped) into a :class:`Map` in x, y, z order.
+
+    Any axis order (``mapc/mapr/maps``) is brought to ``[z, y, x]``; the voxel size is
+    ``cella / (mx, my, mz)``; the origin is the header's ``origin`` field when non-zero,
+    otherwise ``nstart * voxel_size`` (both conventions occur in real maps). Modes int8,
+    int16, uint16, float16 and float32 are read; integers stay integers, floats become float32.
+    """
+    p = Path(path)
+    with opened_mrc(p) as mrc:
+        h = mrc.header
+        raw = np.asarray(mrc.data)
+        if raw is None or raw.ndim != 3:
+            raise ValueError("not a 3D map")
+        mapcrs = [int(h.mapc), int(h.mapr), int(h.maps)]
+        nstart_crs = [int(h.nxstart), int(h.nystart), int(h.nzstart)]
+        cell = np.array([float(h.cella.x), float(h.cella.y), float(h.cella.z)])
+        sampling = np.array([int(h.mx), int(h.my), int(h.mz)])
+        origin_hdr = np.array([float(h.origin.x), float(h.origin.y), float(h.origin.z)])
+        raw = raw.copy()
     if sorted(mapcrs) != [1, 2, 3]:
         raise InputError(p, f"invalid axis order mapc/mapr/maps = {mapcrs}")
     # data dims are (sections, rows, columns) -> physical axes (maps, mapr, mapc)
