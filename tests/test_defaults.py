@@ -217,3 +217,11 @@ def test_wildcard_constraints_use_the_grammar():
     for name in ("ENTRY", "EMDB", "CHAIN", "MAP"):
         assert f"ids.{name}" in block, name
     assert not any(c in block for c in ("[A-Za-z0-9]", "[0-9]{4")), "a pattern written out again"
+
+
+def test_every_query_key_is_read():
+    """Each key of the schema's emdb.query section is a field of the query's settings class
+    (or the switch that turns the query on): a key nothing reads would be ignored silently
+    (helix and sheet lists, copied from sse.classes, once were)."""
+    keys = {f"emdb.query.{k}" for k in SCHEMA["properties"]["emdb"]["properties"]["query"]["properties"]}
+    assert keys - {"emdb.query.enabled"} <= set(SOURCES), sorted(keys - set(SOURCES))
