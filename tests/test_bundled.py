@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cryosse.evaluate.realmaps import read_cases
 from cryosse.inference import BUNDLED_CHECKPOINT
 from cryosse.net.checkpoint import load_checkpoint
 
@@ -24,6 +25,11 @@ def test_bundled_checkpoint_loads_and_has_provenance():
     assert card["train_config"]["realism"] is True
     assert set(card["real_maps"]["cases"]) == {"emd_5168", "emd_5168_monomer", "emd_2566_chain9", "emd_0093"}
     assert card["weights_dtype"] == "float16"
+    # calibrated on the selection set only, and the weights its card records are the ones applied
+    cal = card["calibration"]
+    assert cal["fitted_on"] == ["selection"] and card["class_weights"] == cal["class_weights"]
+    selection = {c.name for c in read_cases(ROOT / "bench" / "real_maps.yaml")[0] if c.set == "selection"}
+    assert {r.split("/")[0] for r in cal["rows"]} == selection
     seeds = card["recipe"]["bundle"]["seeds"]
     if len(seeds) > 1:  # the recipe's ensemble: one member per seed, each with its own provenance
         assert card["arch"]["type"] == "ensemble"
@@ -79,7 +85,15 @@ def test_bundled_model_gives_the_labels_recorded_before_the_restructuring(case, 
     from cryosse.io import read_map
 
     ref = json.loads((REFERENCE / "reference.json").read_text())[case]
-    assert main(["predict", str(shared_data / ref["map"]), "--threads", "2", "-o", str(tmp_path)]) == 0
+    # the reference holds the network's own labels (recorded before the calibration): predict
+    # with the bundled weights and a card without its class weights
+    blob = torch.load(BUNDLED_CHECKPOINT, weights_only=True)
+    assert blob["card"]["calibration"]["source"] == "cryosse-sse-v1.pt"
+    blob["card"] = {k: v for k, v in blob["card"].items() if k != "class_weights"}
+    torch.save(blob, tmp_path / "uncalibrated.pt")
+    assert main(["predict", str(shared_data / ref["map"]), "--checkpoint", str(tmp_path / "uncalibrated.pt"),
+                 "--threads", "2", "-o", str(tmp_path / "out")]) == 0
+    tmp_path = tmp_path / "out"
     labels = np.asarray(read_map(tmp_path / "labels.mrc").data, np.uint8)
     recorded = np.load(REFERENCE / f"{case}.npz")["labels"]
     assert labels.shape == recorded.shape == tuple(ref["shape_zyx"])

@@ -54,6 +54,25 @@ def test_dry_run_default_config(tmp_path):
         assert f"\n{rule} " in out or f"rule {rule}:" in out, rule
 
 
+def test_bundled_model_recipe_calibrates_when_the_real_maps_are_present(tmp_path, shared_data):
+    """snakemake bundled_model: the trained ensemble is calibrated on the selection set (rule
+    bundle_calibrate) and the calibrated model is scored and exported; bundle.calibrate false
+    exports the ensemble itself."""
+    _default_config(tmp_path)
+    r = snakemake("-n", "-p", "bundled_model", cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "rule bundle_calibrate:" in out and "cryosse calibrate --checkpoint" in out
+    assert "cryosse export-model results/bundle/model/calibrated.pt" in out
+    cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    cfg["bundle"]["calibrate"] = False
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake("-n", "-p", "bundled_model", cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "bundle_calibrate" not in out, out
+    assert "cryosse export-model results/bundle/model/ensemble.pt" in out
+
+
 def test_dry_run_with_configured_maps(tmp_path):
     """A map with a fitted model is predicted (on a GPU under the slurm profile) and scored; a
     map without one is only predicted."""
@@ -297,7 +316,7 @@ def test_end_to_end_tiny(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     r4 = snakemake("--cores", "2", "bundled_model", cwd=tmp_path)
     assert r4.returncode == 0, r4.stdout[-3000:] + r4.stderr[-3000:]
-    card = json.loads((res / "bundle/cryosse-sse-v1.json").read_text())
+    card = json.loads((res / "bundle/cryosse-sse-v1.1.json").read_text())
     assert card["arch"]["type"] == "ensemble" and [m["seed"] for m in card["members"]] == [0, 1]
     for m in card["members"]:
         tc = m["train_config"]

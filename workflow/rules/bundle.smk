@@ -58,6 +58,21 @@ rule bundle_ensemble:
         "cryosse ensemble {input:q} -o {output:q} 2> {log:q}"
 
 
+rule bundle_calibrate:
+    input:
+        checkpoint=bundle_trained(),
+        cases=config["real_maps"] or [],
+    output:
+        "results/bundle/model/calibrated.pt",
+    threads: 2
+    log:
+        "logs/bundle/calibrate.log",
+    conda:
+        "../../envs/cryosse.yaml"
+    shell:
+        "cryosse calibrate --checkpoint {input.checkpoint:q} --cases {input.cases:q} -o {output:q} 2> {log:q}"
+
+
 rule real_maps:
     input:
         checkpoint=bundle_checkpoint(),
@@ -83,8 +98,8 @@ rule bundle_export:
     input:
         unpack(bundle_export_input),
     output:
-        model="results/bundle/cryosse-sse-v1.pt",
-        card="results/bundle/cryosse-sse-v1.json",
+        model="results/bundle/cryosse-sse-v1.1.pt",
+        card="results/bundle/cryosse-sse-v1.1.json",
         recipe="results/bundle/recipe.json",
     params:
         real_maps=real_maps_arg,

@@ -161,18 +161,26 @@ def real_map_names():
 
 def bundle_targets(wildcards):
     """The exported model, and its scores on the real maps when they are present."""
-    targets = ["results/bundle/cryosse-sse-v1.pt"]
+    targets = ["results/bundle/cryosse-sse-v1.1.pt"]
     if have_real_maps():
         targets.append("results/bundle/real_maps/real_maps.md")
     return targets
 
 
-def bundle_checkpoint(wildcards=None):
-    """The recipe's model: the one run's best checkpoint, or the ensemble of the seeds' runs."""
+def bundle_trained(wildcards=None):
+    """The recipe's trained model: the one run's best checkpoint, or the ensemble of the seeds' runs."""
     seeds = BUNDLE["seeds"]
     if len(seeds) == 1:
         return f"results/bundle/model/seed{seeds[0]}/checkpoint.pt"
     return "results/bundle/model/ensemble.pt"
+
+
+def bundle_checkpoint(wildcards=None):
+    """The recipe's model: the trained one, calibrated on the real maps' selection set when
+    bundle.calibrate is on and the real maps are present."""
+    if BUNDLE["calibrate"] and have_real_maps():
+        return "results/bundle/model/calibrated.pt"
+    return bundle_trained()
 
 
 def bundle_export_input(wildcards):

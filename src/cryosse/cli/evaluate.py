@@ -186,7 +186,7 @@ def register(sub) -> None:
                     "low-passed, with fitted models) within 6 Å of their models: voxel and residue F1, slice "
                     "figures; --diagnose adds the research diagnostics (clean simulation, Cα-trace oracle, "
                     "grid ceiling).",
-                    "real-maps --checkpoint src/cryosse/data/models/cryosse-sse-v1.pt --cases bench/real_maps.yaml "
+                    "real-maps --checkpoint src/cryosse/data/models/cryosse-sse-v1.1.pt --cases bench/real_maps.yaml "
                     "-o real_maps", cmd_real_maps)
     s.add_argument("--checkpoint", required=True, help="checkpoint to score")
     s.add_argument("--cases", required=True, help="YAML file of cases (see bench/real_maps.yaml)")
@@ -203,7 +203,7 @@ def register(sub) -> None:
                     "benchmark's conditions), fit per-class probability weights (other 1, helix, sheet) that "
                     "maximise the smaller of the two classes' F1/oracle target fractions, and write a copy of "
                     "the checkpoint whose card carries them; prediction then applies them.",
-                    "calibrate --checkpoint src/cryosse/data/models/cryosse-sse-v1.pt --cases bench/real_maps.yaml "
+                    "calibrate --checkpoint results/bundle/model/ensemble.pt --cases bench/real_maps.yaml "
                     "-o calibrated.pt", cmd_calibrate)
     s.add_argument("--checkpoint", required=True, help="checkpoint to calibrate (without class weights)")
     s.add_argument("--cases", required=True, help="YAML file of cases (see bench/real_maps.yaml)")
