@@ -56,13 +56,20 @@ def atom_classes(atoms: ProteinAtoms, sse: list[ResidueSSE],
     return res_class[atoms.residue] if len(atoms.residue) else np.zeros(0, np.uint8)
 
 
+def _span(reach: float, voxel: float) -> int:
+    """Voxels either side of an atom's nearest voxel that may lie within ``reach`` Å: the atom
+    is at most half a voxel from that voxel's centre, so ``floor(reach / voxel + 0.5)`` (with a
+    margin for rounding: a voxel at exactly the reach is included, and then tested)."""
+    return int(math.floor(reach / voxel + 0.5 + 1e-6))
+
+
 def _around(origin: float, voxel: float, n: int, frac: np.ndarray, coord: np.ndarray,
             reach: float) -> tuple[np.ndarray, np.ndarray]:
-    """Along one axis, the voxel indices (N, M) that may lie within ``reach`` Å of each atom
-    (``floor(frac) - m .. floor(frac) + m + 1``, m = ceil(reach / voxel)) and the squared Å
-    offsets of their centres, computed as the k-d tree did (inf outside the grid)."""
-    m = int(math.ceil(reach / voxel))
-    idx = np.floor(frac).astype(np.int64)[:, None] + np.arange(-m, m + 2)
+    """Along one axis, the voxel indices (N, 2m + 1) that may lie within ``reach`` Å of each
+    atom (``rint(frac) - m .. rint(frac) + m``, see :func:`_span`) and the squared Å offsets
+    of their centres, computed as the k-d tree did (inf outside the grid)."""
+    m = _span(reach, voxel)
+    idx = np.rint(frac).astype(np.int64)[:, None] + np.arange(-m, m + 1)
     d = (origin + idx * voxel) - coord[:, None]
     d2 = d * d
     d2[(idx < 0) | (idx >= n)] = np.inf
@@ -89,7 +96,7 @@ def _mask(grid: Map, xyz: np.ndarray, radius: float, reach2: float) -> np.ndarra
     count = np.zeros(n + 1, np.int32)
     v = grid.voxel_size_a
     reach = math.sqrt(min(reach2, radius * radius))
-    per_atom = (2 * math.ceil(reach / v[1]) + 2) * (2 * math.ceil(reach / v[2]) + 2)
+    per_atom = (2 * _span(reach, v[1]) + 1) * (2 * _span(reach, v[2]) + 1)
     step = max(1, _CHUNK // per_atom)
     for s in range(0, len(xyz), step):
         _add_runs(count, grid, xyz[s:s + step], radius, reach2)
@@ -162,7 +169,7 @@ def _pairs(grid: Map, xyz: np.ndarray, radius: float, reach2: float) -> tuple[np
     each atom's cube of voxels that may be that close, squared distances as the k-d tree did."""
     v = grid.voxel_size_a
     reach = math.sqrt(min(reach2, radius * radius))
-    per_atom = math.prod(2 * math.ceil(reach / v[a]) + 2 for a in range(3))
+    per_atom = math.prod(2 * _span(reach, v[a]) + 1 for a in range(3))
     step = max(1, _CHUNK // per_atom)
     parts = [_cube_pairs(grid, xyz[s:s + step], radius, reach2) for s in range(0, len(xyz), step)]
     if len(parts) == 1:
@@ -201,7 +208,11 @@ def _nearest(n_voxels: int, voxel: np.ndarray, atom: np.ndarray, d2: np.ndarray,
     are equidistant, and the lowest ``rank`` (then atom index) among them wins."""
     best = np.full(n_voxels, np.inf)
     np.minimum.at(best, voxel, d2)
-    tie = np.flatnonzero(np.sqrt(d2) - np.sqrt(best[voxel]) <= 1e-9)
+    nearest = best[voxel]
+    # sqrt(d2) - sqrt(b) = (d2 - b) / (sqrt(d2) + sqrt(b)): a loose bound first, then the test
+    bound = 2.1e-9 * math.sqrt(float(d2.max())) + 1e-12 if len(d2) else 0.0
+    tie = np.flatnonzero(d2 - nearest <= bound)
+    tie = tie[np.sqrt(d2[tie]) - np.sqrt(nearest[tie]) <= 1e-9]
     order = np.lexsort((np.arange(len(rank)), rank)).astype(np.int32)
     key = np.empty(len(rank), np.int32)
     key[order] = np.arange(len(rank), dtype=np.int32)
