@@ -65,12 +65,13 @@ def _span(reach: float, voxel: float) -> int:
 
 def _around(origin: float, voxel: float, n: int, frac: np.ndarray, coord: np.ndarray,
             reach: float) -> tuple[np.ndarray, np.ndarray]:
-    """Along one axis, the voxel indices (N, 2m + 1) that may lie within ``reach`` Å of each
+    """Along one axis, the voxel indices (2m + 1, N) that may lie within ``reach`` Å of each
     atom (``rint(frac) - m .. rint(frac) + m``, see :func:`_span`) and the squared Å offsets
-    of their centres, computed as the k-d tree did (inf outside the grid)."""
+    of their centres, computed as the k-d tree did (inf outside the grid). Atoms are the last
+    axis throughout: NumPy's inner loops then run over all atoms at once."""
     m = _span(reach, voxel)
-    idx = np.rint(frac).astype(np.int64)[:, None] + np.arange(-m, m + 1)
-    d = (origin + idx * voxel) - coord[:, None]
+    idx = np.rint(frac).astype(np.int64) + np.arange(-m, m + 1)[:, None]
+    d = (origin + idx * voxel) - coord
     d2 = d * d
     d2[(idx < 0) | (idx >= n)] = np.inf
     return idx, d2
@@ -115,14 +116,14 @@ def _add_runs(count: np.ndarray, grid: Map, xyz: np.ndarray, radius: float, reac
     s = 1.0 / (v[0] * v[0])
     # float32 is ample for the estimate while a radius spans <= 40 voxels (error < 1e-3 voxel)
     ft = np.float32 if thr2 * s <= 1600 else np.float64
-    w2 = (dz2 * s).astype(ft)[:, :, None] + (dy2 * s).astype(ft)[:, None, :]
-    np.subtract(ft(thr2 * s), w2, out=w2)  # x half-width squared, voxels^2, per (atom, z, y)
+    w2 = (dz2 * s).astype(ft)[:, None, :] + (dy2 * s).astype(ft)[None, :, :]
+    np.subtract(ft(thr2 * s), w2, out=w2)  # x half-width squared, voxels^2, per (z, y, atom)
     feasible = w2 > -_GRAZE
     amb = w2 <= _GRAZE  # the column grazes the sphere
     with np.errstate(invalid="ignore"):
         half = np.sqrt(w2, out=w2)  # NaN where the column misses the sphere
     x0 = np.floor(f[:, 0])
-    cx = (f[:, 0] - x0).astype(ft)[:, None, None]  # atom's x within its voxel, in [0, 1)
+    cx = (f[:, 0] - x0).astype(ft)  # atom's x within its voxel, in [0, 1)
     el = cx - half
     eh = np.add(half, cx, out=half)
     lo = np.ceil(el)
@@ -131,14 +132,14 @@ def _add_runs(count: np.ndarray, grid: Map, xyz: np.ndarray, radius: float, reac
         amb |= gap < _AMBIGUOUS
         amb |= gap > 1 - _AMBIGUOUS
     amb &= feasible
-    first = -x0[:, None, None].astype(ft)  # the grid's x = 0, relative to the atom's voxel
+    first = (-x0).astype(ft)  # the grid's x = 0, relative to the atom's voxel
     np.maximum(lo, first, out=lo)
     np.minimum(hi, first + (nx - 1), out=hi)
     ia = np.flatnonzero(amb)
     if len(ia):  # decide the doubtful ends by the exact test next to them
-        at, rest = np.divmod(ia, kz.shape[1] * jy.shape[1])
-        kk, jj = np.divmod(rest, jy.shape[1])
-        ax, dyc, dzc = xyz[at, 0], dy2[at, jj], dz2[at, kk]
+        kk, rest = np.divmod(ia, amb.shape[1] * amb.shape[2])
+        jj, at = np.divmod(rest, amb.shape[2])
+        ax, dyc, dzc = xyz[at, 0], dy2[jj, at], dz2[kk, at]
         x0a = x0[at]
         graze = dyc + dzc > thr2 - 2 * _GRAZE / s  # (with a margin) the run is at most one voxel
         near = np.rint(f[at, 0])
@@ -157,8 +158,8 @@ def _add_runs(count: np.ndarray, grid: Map, xyz: np.ndarray, radius: float, reac
     n = nx * ny * nz
     it = np.int32 if n < 2 ** 31 - 1 else np.int64
     # flat index of the atom's voxel in each column (lo, hi are relative to it)
-    zy = ((np.arange(kz.shape[1])[:, None] * ny + np.arange(jy.shape[1])) * nx).astype(it)
-    row = ((kz[:, 0] * ny + jy[:, 0]) * nx + x0.astype(np.int64)).astype(it)[:, None, None] + zy
+    zy = ((np.arange(amb.shape[0])[:, None] * ny + np.arange(amb.shape[1])) * nx).astype(it)
+    row = zy[:, :, None] + ((kz[0] * ny + jy[0]) * nx + x0.astype(np.int64)).astype(it)
     row = row.ravel()[run]
     np.add.at(count, row + lo.ravel()[run].astype(it), np.ones(len(run), np.int32))
     np.add.at(count, row + (hi.ravel()[run].astype(it) + 1), np.full(len(run), -1, np.int32))
@@ -188,17 +189,22 @@ def _cube_pairs(grid: Map, xyz: np.ndarray, radius: float, reach2: float) -> tup
     ix, dx2 = _around(o[0], v[0], nx, f[:, 0], xyz[:, 0], reach)
     jy, dy2 = _around(o[1], v[1], ny, f[:, 1], xyz[:, 1], reach)
     kz, dz2 = _around(o[2], v[2], nz, f[:, 2], xyz[:, 2], reach)
-    cube = (dx2[:, None, None, :] + dy2[:, None, :, None]) + dz2[:, :, None, None]  # (N, z, y, x)
+    cube = (dx2[None, None, :, :] + dy2[None, :, None, :]) + dz2[:, None, None, :]  # (z, y, x, N)
     # a loose bound first (one pass over the cube), then the exact test on what passes it
-    flat = np.flatnonzero(cube < min(reach2, radius * radius * (1 + 1e-9)))
+    r2 = min(reach2, radius * radius)
+    flat = np.flatnonzero(cube < r2 * (1 + 1e-9))
     d2 = cube.ravel()[flat]
-    exact = _hits(d2, radius, reach2)
-    if not exact.all():
-        flat, d2 = flat[exact], d2[exact]
-    atom, off = np.divmod(flat, cube[0].size)
-    mz, my, mx = cube.shape[1:]
+    doubt = np.flatnonzero(d2 >= r2 * (1 - 1e-9))  # only these can fail the exact test
+    if len(doubt):
+        fail = doubt[~_hits(d2[doubt], radius, reach2)]
+        if len(fail):
+            keep = np.ones(len(flat), bool)
+            keep[fail] = False
+            flat, d2 = flat[keep], d2[keep]
+    off, atom = np.divmod(flat, len(xyz))
+    mz, my, mx = cube.shape[:3]
     step = ((np.arange(mz)[:, None, None] * ny + np.arange(my)[:, None]) * nx + np.arange(mx)).ravel()
-    first = (kz[:, 0] * ny + jy[:, 0]) * nx + ix[:, 0]
+    first = (kz[0] * ny + jy[0]) * nx + ix[0]
     return first[atom] + step[off], atom, d2
 
 
