@@ -198,3 +198,25 @@ def test_grazing_column_and_near_ties():
         zone, lab = zone_and_labels(grid, atoms, np.array([1, 2], np.uint8), 6.0, 3.0)
         assert lab.data[2, 2, 2] == want
         assert np.array_equal(lab.data, strict_brute_force(grid, xyz, np.array([1, 2], np.uint8), atoms.residue, 3.0)[1])
+
+
+def test_crop_chains_gives_each_chain_the_classes_of_the_whole_table(structures_dir, tmp_path):
+    """crop_chains looks up each chain's residues in its own part of the DSSP table; the
+    components equal make_component with the classes from the entry's whole table."""
+    from cryosse.io import read_map, write_map
+    from cryosse.prep.components import ComponentConfig, make_component
+    from cryosse.prep.crop import crop_chains
+
+    st = read_model(structures_dir / "2xhe.pdb.gz")  # two chains
+    m = simulate_density(st, 8.0, 2.0)
+    write_map(m, tmp_path / "m.mrc")
+    sse = assign_sse(st)
+    cfg = ComponentConfig(reject_all_coil=False)
+    metas = crop_chains(tmp_path / "m.mrc", structures_dir / "2xhe.pdb.gz", ["A", "B"],
+                        [tmp_path / "A", tmp_path / "B"], cfg, sample_ids=["2xhe_A", "2xhe_B"])
+    for chain, meta in zip("AB", metas):
+        atoms = protein_atoms(st, [chain])
+        want = make_component(read_map(tmp_path / "m.mrc"), atoms, atom_classes(atoms, sse), cfg)
+        assert meta["status"] == "ok" and meta["counts"] == want.counts
+        assert np.array_equal(read_map(tmp_path / chain / "labels.mrc").data, want.labels.data)
+        assert want.counts["helix"] + want.counts["sheet"] > 0
