@@ -153,7 +153,7 @@ def test_zone_and_labels_equal_brute_force_on_lattice_ties(rng, voxel):
     _check_zone_and_labels(grid, atoms, classes, 2.0, 1.0)
     # ties do occur here: some voxel has two or more hits at the same distance
     from cryosse.prep.labels import _pairs
-    vox, atom, d2 = _pairs(grid, xyz, 3.0, 9.0)
+    vox, _atom, d2 = _pairs(grid, xyz, 3.0, 9.0)
     key = np.unique(np.stack([vox, np.round(d2 * 16).astype(np.int64)], 1), axis=0, return_counts=True)[1]
     assert (key > 1).any()
     # and voxels at exactly 3 Å of an atom are left out
@@ -195,9 +195,10 @@ def test_grazing_column_and_near_ties():
     for delta, want in ((5e-11, 2), (1e-6, 1)):
         xyz = np.array([[4.0, 2.0, 2.0], [2.0, 2.0 - 2.0 - delta, 2.0]])
         atoms = _atoms(xyz, np.array([1, 0]))
-        zone, lab = zone_and_labels(grid, atoms, np.array([1, 2], np.uint8), 6.0, 3.0)
+        _zone, lab = zone_and_labels(grid, atoms, np.array([1, 2], np.uint8), 6.0, 3.0)
         assert lab.data[2, 2, 2] == want
-        assert np.array_equal(lab.data, strict_brute_force(grid, xyz, np.array([1, 2], np.uint8), atoms.residue, 3.0)[1])
+        want_lab = strict_brute_force(grid, xyz, np.array([1, 2], np.uint8), atoms.residue, 3.0)[1]
+        assert np.array_equal(lab.data, want_lab)
 
 
 def test_crop_chains_gives_each_chain_the_classes_of_the_whole_table(structures_dir, tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import BACKGROUND, HELIX, OTHER, SHEET
+from .. import HELIX, OTHER, SHEET
 from ..io import Map, ProteinAtoms, write_json, write_map
 from .labels import DEFAULT_RADIUS_A, zone_and_labels
 
