@@ -3,8 +3,9 @@
 For a few embedded chains (small to large), each step of preparing one component is timed in
 one run: the floor (reading the model and computing its density alone, `simulate_density`),
 then DSSP (pydssp and mkdssp), labelling the whole map, cropping the component (zone mask,
-box, labels) and writing its files. Each step is reported as a ratio to the floor, and the
-component's own cost (floor + crop + write: what the crop rules add to reading and simulating
+box, labels) and writing its files (into a new folder each time, as the workflow does). Every
+step is the best of ``REPEAT`` runs (best, median and worst recorded), reported as a ratio to
+the floor measured in the same run, and the component's own cost (floor + crop + write: what the crop rules add to reading and simulating
 the entry once; DSSP is a rule of its own, once per entry; target <= 1.5). Then peak
 memory of the DSSP H-bond computation for a 3000-residue chain (two copies of a 1500-residue
 model side by side in one chain): pydssp's dense L x L code vs our row blocks, measured with
@@ -41,14 +42,21 @@ ENTRIES = [("1a8o", "A"), ("2xdga", "A"), ("3nbka", "A"), ("19hc", "A")]
 RESOLUTION_A = 7.0
 
 
-def timed(fn, repeat: int = 3):
-    """Best of ``repeat`` wall times (s) and the last result."""
-    best, out = float("inf"), None
+REPEAT = 7
+
+
+def timed(fn, repeat: int = REPEAT, spread: dict | None = None, key: str = ""):
+    """Best of ``repeat`` wall times (s) and the last result; ``spread[key]`` gets the
+    (best, median, worst) of the runs (the cores are shared, so single runs are noisy)."""
+    times, out = [], None
     for _ in range(repeat):
         t = time.perf_counter()
         out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+        times.append(time.perf_counter() - t)
+    if spread is not None:
+        spread[key] = [round(float(np.min(times)), 4), round(float(np.median(times)), 4),
+                       round(float(np.max(times)), 4)]
+    return min(times), out
 
 
 def component_times(entry: str, chain: str, tmp: Path) -> dict:
@@ -58,9 +66,10 @@ def component_times(entry: str, chain: str, tmp: Path) -> dict:
         st = read_model(path)
         return st, simulate_density(st, RESOLUTION_A, 1.0)
 
-    t_floor, (st, dens) = timed(floor)
+    spread: dict = {}
+    t_floor, (st, dens) = timed(floor, spread=spread, key="floor")
     row = {"entry": entry, "chain": chain, "residues": sum(len(c) for c in st[0]),
-           "map_voxels": int(dens.data.size), "floor_s": round(t_floor, 4)}
+           "map_voxels": int(dens.data.size), "floor_s": round(t_floor, 4), "repeats": REPEAT}
     t, sse = timed(lambda: assign_sse(st, SSEConfig(engine="pydssp")))
     row["pydssp_s"] = t
     if shutil.which("mkdssp"):
@@ -70,14 +79,18 @@ def component_times(entry: str, chain: str, tmp: Path) -> dict:
     row["label_s"], _ = timed(lambda: label_voxels(dens, atoms, classes))
     chain_atoms = protein_atoms(st, [chain])
     chain_classes = atom_classes(chain_atoms, sse)
-    row["crop_s"], comp = timed(lambda: make_component(dens, chain_atoms, chain_classes, ComponentConfig()))
+    row["crop_s"], comp = timed(lambda: make_component(dens, chain_atoms, chain_classes, ComponentConfig()),
+                                spread=spread, key="crop")
+    row["box_voxels"] = int(comp.density.data.size)
+    fresh = iter(range(10 ** 6))
 
-    def write():
-        write_map(comp.density, tmp / "density.mrc")
-        write_map(comp.labels, tmp / "labels.mrc", labels=True)
-        write_json(tmp / "meta.json", {"counts": comp.counts})
+    def write():  # into a new folder each time, as the workflow does (its outputs are removed first)
+        out = tmp / f"{entry}_{chain}_{next(fresh)}"
+        write_map(comp.density, out / "density.mrc")
+        write_map(comp.labels, out / "labels.mrc", labels=True)
+        write_json(out / "meta.json", {"counts": comp.counts})
 
-    row["write_s"], _ = timed(write)
+    row["write_s"], _ = timed(write, spread=spread, key="write")
     for k in ("pydssp_s", "mkdssp_s", "label_s", "crop_s", "write_s"):
         if k in row:
             row[k.replace("_s", "_ratio")] = round(row[k] / t_floor, 3)
@@ -88,6 +101,10 @@ def component_times(entry: str, chain: str, tmp: Path) -> dict:
     # component cut (zone mask and box labels from one search) and written; DSSP is its own
     # rule, once per entry, and the whole-map labels above are not part of it
     row["component_ratio"] = round((t_floor + row["crop_s"] + row["write_s"]) / t_floor, 3)
+    # the same ratio from the medians of the runs, and the (best, median, worst) of each step
+    med = {k: v[1] for k, v in spread.items()}
+    row["component_ratio_median"] = round((med["floor"] + med["crop"] + med["write"]) / med["floor"], 3)
+    row["spread_s"] = spread
     return row
 
 
@@ -126,7 +143,8 @@ def main() -> None:
             print(f"{entry}_{chain}: {row['residues']} residues, floor {row['floor_s']:.3f} s; ratios to it: "
                   f"pydssp {row['pydssp_ratio']}, mkdssp {row.get('mkdssp_ratio', '-')}, label "
                   f"{row['label_ratio']}, crop {row['crop_ratio']}, write {row['write_ratio']}, "
-                  f"total {row['total_ratio']}; per component (floor + crop + write) {row['component_ratio']}")
+                  f"total {row['total_ratio']}; per component (floor + crop + write) {row['component_ratio']} "
+                  f"(from medians {row['component_ratio_median']}); best/median/worst s {row['spread_s']}")
     mem = {}
     for n in (1000, 3000):
         c, d = long_chain(n)

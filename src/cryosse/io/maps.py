@@ -141,15 +141,14 @@ def write_map(m: Map, path: str | os.PathLike, *, labels: bool = False) -> None:
     import mrcfile
 
     dest = Path(path)
-    data = np.ascontiguousarray(m.data.astype(np.int8 if labels else np.float32))
+    data = np.ascontiguousarray(m.data.astype(np.int8 if labels else np.float32, copy=False))
     with atomic_path(dest) as tmp:
         compression = "gzip" if dest.name.endswith(".gz") else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with mrcfile.new(tmp, overwrite=True, compression=compression) as mrc:
-                mrc.set_data(data)
+                mrc.set_data(data)  # also sets the header statistics
                 _place(mrc, m.voxel_size_a, m.origin_a)
-                mrc.update_header_stats()
 
 
 def _place(mrc, voxel_size_a, origin_a) -> None:

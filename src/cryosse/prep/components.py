@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import BACKGROUND, HELIX, OTHER, SHEET
+from .. import HELIX, OTHER, SHEET
 from ..io import Map, ProteinAtoms, write_json, write_map
 from .labels import DEFAULT_RADIUS_A, zone_and_labels
 
@@ -77,9 +77,9 @@ def extract(m: Map, start_xyz: np.ndarray, size_xyz: np.ndarray, fill=0) -> Map:
 
 
 def class_counts(labels: np.ndarray) -> dict[str, int]:
-    counts = np.bincount(labels.ravel(), minlength=4)
-    return {"background": int(counts[BACKGROUND]), "helix": int(counts[HELIX]),
-            "sheet": int(counts[SHEET]), "other": int(counts[OTHER])}
+    counts = {name: int(np.count_nonzero(labels == c)) for name, c in
+              (("helix", HELIX), ("sheet", SHEET), ("other", OTHER))}
+    return {"background": int(labels.size) - sum(counts.values()), **counts}
 
 
 def make_component(density: Map, atoms: ProteinAtoms, classes: np.ndarray,
@@ -103,7 +103,7 @@ def make_component(density: Map, atoms: ProteinAtoms, classes: np.ndarray,
         raise ComponentRejected(f"box {tuple(int(s) for s in size)} exceeds max_side {cfg.max_side}")
     box = extract(density, start, size)
     zone, labels = zone_and_labels(box, atoms, classes, cfg.zone_radius_a, cfg.label_radius_a)
-    dens = box.with_data(np.where(zone, box.data, 0).astype(np.float32))
+    dens = box.with_data(np.where(zone, box.data, 0).astype(np.float32, copy=False))
     return Component(dens, labels, class_counts(labels.data))
 
 

@@ -16,6 +16,15 @@ from .labels import atom_classes
 __all__ = ["crop_chains", "crop_prepared", "sse_of"]
 
 
+def _by_chain(sse: list) -> dict[str, list]:
+    """The DSSP table split by chain, once per entry: each chain's atom classes then look up
+    its own residues only (not the whole entry's table once per chain)."""
+    out: dict[str, list] = {}
+    for r in sse:
+        out.setdefault(r.chain, []).append(r)
+    return out
+
+
 def sse_of(sse_path: str | os.PathLike | None, structure) -> list:
     """The DSSP table at ``sse_path``, or DSSP run on ``structure`` when there is none."""
     from .sse import assign_sse, read_sse
@@ -50,9 +59,9 @@ def crop_chains(map_path: str | os.PathLike, model_path: str | os.PathLike, chai
                                                    "(empty, absent, or not protein)"))
             continue
         if sse is None:
-            sse = sse_of(sse_path, st)
+            sse = _by_chain(sse_of(sse_path, st))
         atoms = protein_atoms(st, [chain])
-        metas.append(write_component(out, density, atoms, atom_classes(atoms, sse), cfg, meta))
+        metas.append(write_component(out, density, atoms, atom_classes(atoms, sse.get(chain, [])), cfg, meta))
     return metas
 
 
@@ -80,7 +89,7 @@ def crop_prepared(prepared: str | os.PathLike, out_dir: str | os.PathLike,
     if q["status"] == "ok":
         density = read_map(prepared / "map.mrc")
         st = read_model(prepared / "model.cif")
-        sse = read_sse(prepared / "sse.tsv")
+        sse = _by_chain(read_sse(prepared / "sse.tsv"))
     metas = []
     for ch, cq in q["chains"].items():
         check("chain", ch, CHAIN_ID)
@@ -90,5 +99,6 @@ def crop_prepared(prepared: str | os.PathLike, out_dir: str | os.PathLike,
             metas.append(write_rejected(out / meta["id"], meta, cq.get("reason") or q["reason"]))
             continue
         atoms = protein_atoms(st, [ch])
-        metas.append(write_component(out / meta["id"], density, atoms, atom_classes(atoms, sse), cfg, meta))
+        metas.append(write_component(out / meta["id"], density, atoms, atom_classes(atoms, sse.get(ch, [])), cfg,
+                                     meta))
     return metas
