@@ -8,7 +8,7 @@ report) the targets of :mod:`cryosse.evaluate.robustness`. Writes bench/results/
 (conditions.json, .md, .png).
 
     python bench/bench_conditions.py [--checkpoint CKPT] [--cases bench/real_maps.yaml] [--data DIR]
-                                     [--set selection|report] [--device cpu]
+                                     [--set selection|report] [--device cpu] [--compare OLD.json]
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> int:
     from cryosse.evaluate.realmaps import SETS, cases_and_data
-    from cryosse.evaluate.robustness import format_conditions, score_conditions
+    from cryosse.evaluate.robustness import format_comparison, format_conditions, score_conditions
     from cryosse.inference import BUNDLED_CHECKPOINT
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -31,6 +31,8 @@ def main() -> int:
     ap.add_argument("--set", choices=SETS, action="append", help="only these sets (default: both)")
     ap.add_argument("--device", default=None)
     ap.add_argument("-o", "--output", default=str(HERE / "results" / "conditions"))
+    ap.add_argument("--compare", help="conditions.json of a previous model: also write comparison.md, "
+                    "this model beside it per condition")
     a = ap.parse_args()
     cases, data = cases_and_data(a.cases, a.data, missing_ok=True)
     if data is None:
@@ -39,6 +41,12 @@ def main() -> int:
     s = score_conditions(a.checkpoint, cases, data, a.output, device=a.device,
                          sets=tuple(a.set or SETS))
     print(format_conditions(s))
+    if a.compare:
+        import json
+
+        table = format_comparison(json.loads(Path(a.compare).read_text()), s)
+        (Path(a.output) / "comparison.md").write_text(table + "\n")
+        print(table)
     return 0
 
 

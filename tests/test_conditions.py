@@ -166,3 +166,23 @@ def test_benchmarks_skip_without_the_real_maps(tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(InputError, match="absent"):
         cases_and_data(root / "bench" / "real_maps.yaml", tmp_path / "absent")
+
+
+def test_comparison_matches_rows_and_reports_both_models_targets():
+    from cryosse.evaluate.robustness import format_comparison, targets
+
+    def run(model, h, s):
+        rows = [{"case": "m", "set": "report", "condition": c, "kind": "x",
+                 "scored": {"helix": True, "sheet": c != "helixonly"},
+                 "voxel": {"helix": h + k, "sheet": s + k}, "residue": {"helix": h, "sheet": s},
+                 "oracle": {"helix": 0.8, "sheet": 0.8}, "clean_simulation": {"helix": 0.8, "sheet": 0.8}}
+                for k, c in ((0.0, "deposited"), (0.05, "helixonly"))]
+        return {"model": model, "rows": rows, "targets": {"report": targets(rows)}}
+
+    old, new = run("old", 0.40, 0.32), run("new", 0.50, 0.25)
+    new["rows"].append(dict(new["rows"][0], condition="only_in_new"))
+    text = format_comparison(old, new)
+    assert "| report | m | deposited | 0.40 (0.40) | 0.50 (0.50) | +0.10 | 0.32 (0.32) | 0.25 (0.25) | -0.07 |" in text
+    assert "| report | m | helixonly | 0.45 (0.40) | 0.55 (0.50) | +0.10 | – | – | – |" in text
+    assert "only_in_new" not in text  # rows are matched, not invented
+    assert "| report | old | 0.53 (missed) | 0.40 (missed) | 3 of 3 | 3 of 3 |" in text

@@ -24,7 +24,7 @@ import numpy as np
 from ..io import read_map, write_json, write_text
 from .conditions import MIN_CLASS_VOXELS, derive
 
-__all__ = ["score_conditions", "format_conditions", "targets", "TARGET_RATIO", "FLOOR_RATIO", "CLEAN_GAP"]
+__all__ = ["score_conditions", "format_conditions", "format_comparison", "targets", "TARGET_RATIO", "FLOOR_RATIO", "CLEAN_GAP"]
 
 #: Mean F1 / mean oracle F1 targets per class, the floor of any row, the clean-simulation gap.
 TARGET_RATIO = {"helix": 0.85, "sheet": 0.75}
@@ -166,6 +166,43 @@ def format_conditions(summary: dict) -> str:
             for c, v in t["classes"].items() if v["rows"]) + ".",
                   f"Rows below {FLOOR_RATIO} × oracle: {', '.join(t['below_floor']) or 'none'}.",
                   f"Rows more than {CLEAN_GAP} below their clean simulation: {', '.join(t['clean_gap']) or 'none'}."]
+    return "\n".join(lines)
+
+
+def format_comparison(old: dict, new: dict) -> str:
+    """Two runs of the benchmark (``conditions.json`` of a previous and a new model) side by
+    side: per condition and map, voxel F1 (residue F1) of each, helix and sheet, and the
+    change; then each set's targets for both. Rows are matched by set, map and condition."""
+    before = {(r["set"], r["case"], r["condition"]): r for r in old["rows"]}
+    a, b = old["model"], new["model"]
+    lines = [f"Voxel F1 (residue F1): {a} → {b}, and the change in voxel F1.", "",
+             f"| set | map | condition | helix {a} | helix {b} | Δ | sheet {a} | sheet {b} | Δ |",
+             "|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(r, c):
+        return f"{_f(r['voxel'][c])} ({_f(r['residue'][c])})" if r["scored"][c] else "–"
+
+    for r in new["rows"]:
+        o = before.get((r["set"], r["case"], r["condition"]))
+        if o is None:
+            continue
+        parts = []
+        for c in CLASSES:
+            delta = f"{r['voxel'][c] - o['voxel'][c]:+.2f}" if r["scored"][c] else "–"
+            parts += [cell(o, c), cell(r, c), delta]
+        lines.append(f"| {r['set']} | {r['case']} | {r['condition']} | " + " | ".join(parts) + " |")
+    lines += ["", "| set | model | helix F1 / oracle | sheet F1 / oracle | rows below 0.6 × oracle | "
+              "rows > 0.1 below clean sim |", "|---|---|---|---|---|---|"]
+    for s in new["targets"]:
+        for name, run in ((a, old), (b, new)):
+            t = run["targets"].get(s)
+            if not t:
+                continue
+            n = sum(v["rows"] for v in t["classes"].values())
+            ratio = [f"{_f(v['ratio'])} ({'met' if v['met'] else 'missed'})" if v["rows"] else "–"
+                     for v in t["classes"].values()]
+            lines.append(f"| {s} | {name} | {ratio[0]} | {ratio[1]} | {len(t['below_floor'])} of {n} | "
+                         f"{len(t['clean_gap'])} of {n} |")
     return "\n".join(lines)
 
 
