@@ -125,6 +125,11 @@ def cmd_calibrate(a) -> None:
           f"{r0['helix']} -> {r1['helix']}, sheet {r0['sheet']} -> {r1['sheet']})")
 
 
+def cases_options(p):
+    p.add_argument("--cases", required=True, help="YAML file of cases (see bench/real_maps.yaml)")
+    p.add_argument("--data", help="folder the cases' paths are relative to (default: the file's 'data:')")
+
+
 def device_option(p):
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
 
@@ -189,8 +194,7 @@ def register(sub) -> None:
                     "real-maps --checkpoint src/cryosse/data/models/cryosse-sse-v1.1.pt --cases bench/real_maps.yaml "
                     "-o real_maps", cmd_real_maps)
     s.add_argument("--checkpoint", required=True, help="checkpoint to score")
-    s.add_argument("--cases", required=True, help="YAML file of cases (see bench/real_maps.yaml)")
-    s.add_argument("--data", help="folder the cases' paths are relative to (default: the file's 'data:')")
+    cases_options(s)
     s.add_argument("--tta", action="store_true", help="average over the four 180-degree rotations")
     s.add_argument("--diagnose", action="store_true",
                    help="also score a clean simulation of each fitted model on the map's grid, the Cα-trace "
@@ -201,13 +205,12 @@ def register(sub) -> None:
     s = add_command(sub, "calibrate", "fit class weights (a prior shift) on the selection set",
                     "Predict every derived condition of the selection set's real maps (the robustness "
                     "benchmark's conditions), fit per-class probability weights (other 1, helix, sheet) that "
-                    "maximise the smaller of the two classes' F1/oracle target fractions, and write a copy of "
+                    "maximise the mean of the two classes' F1/oracle target fractions, and write a copy of "
                     "the checkpoint whose card carries them; prediction then applies them.",
                     "calibrate --checkpoint results/bundle/model/ensemble.pt --cases bench/real_maps.yaml "
                     "-o calibrated.pt", cmd_calibrate)
     s.add_argument("--checkpoint", required=True, help="checkpoint to calibrate (without class weights)")
-    s.add_argument("--cases", required=True, help="YAML file of cases (see bench/real_maps.yaml)")
-    s.add_argument("--data", help="folder the cases' paths are relative to (default: the file's 'data:')")
+    cases_options(s)
     s.add_argument("--set", action="append", choices=["selection", "report"], default=None,
                    help="the sets to fit on (default and only allowed: selection)")
     s.add_argument("--max-voxels", type=int, default=200_000, help="scored voxels kept per condition")
