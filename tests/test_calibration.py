@@ -135,9 +135,15 @@ def test_calibrate_cli_on_a_real_selection_case(shared_data, tmp_path):
     """EMD-2566 chain 9 alone (alpha-rich: only helix is scored): the CLI fits, writes a
     calibrated copy whose card carries the weights and their provenance, refits from the kept
     voxels to the same weights, and refuses to calibrate the calibrated copy again."""
+    import torch
+
     from cryosse.inference import BUNDLED_CHECKPOINT
     from cryosse.net.checkpoint import load_checkpoint
 
+    blob = torch.load(BUNDLED_CHECKPOINT, weights_only=True)  # the bundled network without its weights
+    blob["card"] = {k: v for k, v in blob["card"].items() if k not in ("class_weights", "calibration")}
+    source = tmp_path / "uncalibrated.pt"
+    torch.save(blob, source)
     cases = tmp_path / "cases.yaml"
     cases.write_text(f"data: {shared_data}\ncases:\n  - name: emd_2566_chain9\n"
                      "    map: emd_2566_chain9/emd_2566_3j6b_chain9_crop.mrc\n"
@@ -145,7 +151,7 @@ def test_calibrate_cli_on_a_real_selection_case(shared_data, tmp_path):
                      "    lowpass_a: 6.0\n    has_sheet: false\n    set: selection\n")
     out = tmp_path / "cal.pt"
     cli = [sys.executable, "-m", "cryosse.cli", "calibrate", "--cases", str(cases), "--device", "cpu"]
-    r = subprocess.run(cli + ["--checkpoint", str(BUNDLED_CHECKPOINT), "-o", str(out)], capture_output=True, text=True)
+    r = subprocess.run(cli + ["--checkpoint", str(source), "-o", str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     _, card, _ = load_checkpoint(out)
     w = card["class_weights"]
@@ -156,9 +162,10 @@ def test_calibrate_cli_on_a_real_selection_case(shared_data, tmp_path):
     rows = tmp_path / "cal_fit" / "rows.npz"
     assert rows.is_file() and (tmp_path / "cal_fit" / "conditions.json").is_file()
     again = tmp_path / "again.pt"
-    r = subprocess.run(cli + ["--checkpoint", str(BUNDLED_CHECKPOINT), "--rows", str(rows), "-o", str(again)],
+    r = subprocess.run(cli + ["--checkpoint", str(source), "--rows", str(rows), "-o", str(again)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert load_checkpoint(again)[1]["class_weights"] == w
-    r = subprocess.run(cli + ["--checkpoint", str(out), "-o", str(tmp_path / "twice.pt")], capture_output=True, text=True)
+    r = subprocess.run(cli + ["--checkpoint", str(BUNDLED_CHECKPOINT), "-o", str(tmp_path / "twice.pt")],
+                       capture_output=True, text=True)
     assert r.returncode == 2 and "class_weights already" in r.stderr and r.stderr.count("\n") == 1
