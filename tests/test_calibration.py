@@ -169,3 +169,20 @@ def test_calibrate_cli_on_a_real_selection_case(shared_data, tmp_path):
     r = subprocess.run(cli + ["--checkpoint", str(BUNDLED_CHECKPOINT), "-o", str(tmp_path / "twice.pt")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "class_weights already" in r.stderr and r.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("weights", [[1, 2], {"helix": "x", "sheet": 1}, {"coil": 2.0}, {"helix": float("inf")}])
+def test_malformed_class_weights_are_one_line_errors(weights):
+    with pytest.raises(InputError, match="class_weights"):
+        class_weights({"class_weights": weights})
+
+
+def test_a_rows_file_that_is_not_one_is_refused_naming_it(tmp_path):
+    from cryosse.research.calibration import load_rows
+
+    bad = tmp_path / "rows.npz"
+    bad.write_bytes(b"PK\x03\x04 not really")
+    for path in (bad, tmp_path / "absent.npz"):
+        with pytest.raises(InputError) as e:
+            load_rows(path)
+        assert str(path) in str(e.value) and "\n" not in str(e.value)

@@ -121,9 +121,14 @@ def class_weights(card: dict) -> tuple[float, float] | None:
     w = card.get("class_weights")
     if not w:
         return None
-    wh, ws = float(w.get("helix", 1.0)), float(w.get("sheet", 1.0))
+    try:
+        if not isinstance(w, dict) or set(w) - {"helix", "sheet"}:
+            raise TypeError
+        wh, ws = float(w.get("helix", 1.0)), float(w.get("sheet", 1.0))
+    except (TypeError, ValueError):
+        wh = ws = float("nan")
     if not (wh > 0 and ws > 0 and np.isfinite(wh) and np.isfinite(ws)):
-        raise InputError("checkpoint", f"class_weights must be positive numbers, not {w!r}")
+        raise InputError("checkpoint", f"class_weights must be positive numbers for helix and sheet, not {w!r}"[:200])
     return None if wh == ws == 1.0 else (wh, ws)
 
 

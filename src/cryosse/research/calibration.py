@@ -21,6 +21,7 @@ Only the selection set may be used to fit (the report set is scored once per shi
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -164,6 +165,17 @@ def load_rows(path) -> list[RowVoxels]:
     """Rows written by :func:`save_rows`."""
     import json
 
-    with np.load(path) as z:
-        meta = json.loads(str(z["meta"]))
-        return [RowVoxels(**m, h=z[f"h{i}"], s=z[f"s{i}"], truth=z[f"t{i}"]) for i, m in enumerate(meta)]
+    from ..errors import InputError
+    from ..io.files import one_line
+
+    if not os.path.isfile(path):
+        raise InputError(path, "no such file (the rows.npz of an earlier cryosse calibrate run)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            rows = [RowVoxels(**m, h=z[f"h{i}"], s=z[f"s{i}"], truth=z[f"t{i}"]) for i, m in enumerate(meta)]
+    except Exception as exc:  # a truncated or foreign file: one line naming it
+        raise InputError(path, f"not the rows of a cryosse calibrate run ({one_line(exc)[:120]})") from None
+    if not rows or any(not (len(r.h) == len(r.s) == len(r.truth)) for r in rows):
+        raise InputError(path, "holds no rows, or rows of unequal lengths")
+    return rows
