@@ -79,7 +79,7 @@ def test_every_train_key_has_a_source_and_the_losses_are_the_papers():
     assert set(SCHEMA["properties"]["train"]["properties"]) <= {f.name for f in dataclasses.fields(TrainConfig)}
     assert _schema_default("compare_losses.losses") == list(LOSSES)
     bundle = set(SCHEMA["properties"]["bundle"]["properties"])
-    recipe_only = {"resolutions_a", "seeds", "train_splits", "extra_structures"}
+    recipe_only = {"resolutions_a", "seeds", "train_splits", "extra_structures", "calibrate"}
     assert bundle - recipe_only <= {f.name for f in dataclasses.fields(TrainConfig)}
 
 
