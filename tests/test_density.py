@@ -93,3 +93,28 @@ def test_resample_keeps_positions():
     back = resample_to_grid(r, m.origin_a, 1.0, m.shape_xyz, mode="nearest")
     inner = (slice(2, -3),) * 3
     assert np.allclose(back.data[inner], m.data[inner], atol=1e-3)
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_resampling_in_slabs_equals_one_call(monkeypatch, order):
+    """resample_to_grid's slabs of z-planes give exactly the values of one map_coordinates call
+    over the whole grid (the same coordinates), for labels (order 0) and density (order 1)."""
+    from scipy import ndimage
+
+    from cryosse.io import Map
+    from cryosse.prep import density
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 4, (23, 17, 29)).astype(np.uint8) if order == 0 else \
+        rng.normal(size=(23, 17, 29)).astype(np.float32)
+    m = Map(data, (1.34, 0.9, 1.7), (3.2, -7.5, 11.0))
+    origin, voxel, shape = (2.0, -8.0, 10.5), (0.7, 0.7, 0.7), (40, 24, 61)
+    monkeypatch.setattr(density, "SLAB_VOXELS", 7 * 40 * 24)  # 7 z-planes a slab, the last one shorter
+    got = density.resample_to_grid(m, origin, voxel, shape, order=order)
+    fi = [(np.asarray(origin)[a] + voxel[a] * np.arange(n) - m.origin_a[a]) / m.voxel_size_a[a]
+          for a, n in zip(range(3), shape)]
+    zz, yy, xx = np.meshgrid(fi[2], fi[1], fi[0], indexing="ij")
+    src = data if order == 0 else data.astype(np.float32)
+    want = ndimage.map_coordinates(src, [zz, yy, xx], order=order, mode="constant", cval=0.0, prefilter=False)
+    assert got.data.dtype == data.dtype and got.data.shape == (61, 24, 40)
+    assert np.array_equal(got.data, want)

@@ -382,6 +382,25 @@ def test_a_map_header_over_the_budget_is_refused_before_reading(tmp_path, comman
     assert not out.exists()
 
 
+def test_a_harvested_map_over_the_budget_is_a_rejection_and_the_harvest_goes_on(tmp_path):
+    """prepare-map on a fetch record (one entry of a harvest) whose map's header is over the
+    budget: the entry is rejected with the plan's numbers in quality.json, exit 0, nothing read;
+    the same map named by --map stays an error (tested above)."""
+    import json
+
+    big = _claims(tmp_path / "big.mrc", 3000)
+    record = tmp_path / "rec.json"
+    record.write_text(json.dumps({"emdb": "EMD-9999", "map": str(big), "model": str(MODEL), "pdb": "1abc",
+                                  "resolution_a": 6.0, "contour_level": 0.1, "status": "ok"}))
+    out = tmp_path / "entry"
+    r = run_cli("prepare-map", "--record", record, "--entry", "EMD-9999", "-o", out, limit_gb=1.5)
+    assert r.returncode == 0, r.stderr
+    q = json.loads((out / "quality.json").read_text())
+    assert q["status"] == "rejected" and "over the memory budget" in q["reason"]
+    assert "needs ~" in q["reason"] and "budget 8 GB" in q["reason"] and str(big) in q["reason"]
+    assert not (out / "map.mrc").exists() and "source_grid" not in q
+
+
 def test_a_small_budget_refuses_a_real_map_naming_both_numbers(tmp_path, capsys):
     m = tmp_path / "m.mrc"
     write_map(Map(np.zeros((64, 64, 64), np.float32), (1.0,) * 3), m)

@@ -147,13 +147,15 @@ def _chain_reason(q: dict, cfg: QualityConfig) -> str:
 
 
 def prepare_entry(record: dict, out_dir: str | os.PathLike, cfg: QualityConfig = QualityConfig(),
-                  chains: list[str] | None = None) -> dict:
+                  chains: list[str] | None = None, refused: str | None = None) -> dict:
     """Prepare one fetched entry (a record of :func:`cryosse.fetch.fetch_entry`, or one giving
     ``map``, ``model``, ``resolution_a``, ``contour_level`` of local files) into ``out_dir``.
 
     Writes ``quality.json`` always (entry ``status`` ok/rejected with ``reason``, and per chain
     its measures, status and reason); when some chain is accepted also ``map.mrc`` (resampled,
     normalised), ``model.cif`` (the protein chains) and ``sse.tsv``. Returns the quality dict.
+    ``refused``: a reason the caller found before any reading (a memory plan over its budget):
+    the entry is rejected with it, and nothing is read.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -167,6 +169,8 @@ def prepare_entry(record: dict, out_dir: str | os.PathLike, cfg: QualityConfig =
     try:
         if record.get("status", "ok") != "ok":
             raise CryosseError(f"download failed: {record.get('reason', '')}")
+        if refused:
+            raise CryosseError(refused)
         res = record.get("resolution_a")
         lo, hi = cfg.resolution_a
         if res is None:
