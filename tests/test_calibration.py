@@ -159,6 +159,7 @@ def test_calibrate_cli_on_a_real_selection_case(shared_data, tmp_path):
     assert card["calibration"]["fitted_on"] == ["selection"] and card["calibration"]["rows"]
     assert card["calibration"]["objective"] >= card["calibration"]["objective_uncalibrated"]
     assert card["calibration"]["ratios"]["sheet"] is None  # no row scores sheet
+    assert card["weights_dtype"] == "float16"  # the source's precision is kept
     rows = tmp_path / "cal_fit" / "rows.npz"
     assert rows.is_file() and (tmp_path / "cal_fit" / "conditions.json").is_file()
     again = tmp_path / "again.pt"

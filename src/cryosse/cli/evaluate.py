@@ -87,12 +87,10 @@ def cmd_calibrate(a) -> None:
     import datetime
     from pathlib import Path
 
-    import torch
-
     from ..errors import InputError
     from ..io import write_json
     from ..net.checkpoint import export_checkpoint, load_checkpoint
-    from ..research.calibration import collect, fit, load_rows, save_rows
+    from ..research.calibration import collect, fit, load_rows, refuse_calibrated, save_rows
 
     a.set = a.set or ["selection"]
     if "report" in a.set:
@@ -102,21 +100,18 @@ def cmd_calibrate(a) -> None:
     if a.max_voxels < 1000:
         raise InputError("--max-voxels", f"must be at least 1000, not {a.max_voxels}")
     fit_dir = out.parent / (out.stem + "_fit")
-    _, card, blob = load_checkpoint(a.checkpoint)
-    if card.get("class_weights"):
-        raise InputError(a.checkpoint, "has class_weights already; calibrate the checkpoint they were fitted to")
-    if a.rows:
+    if a.rows:  # (collect refuses a calibrated checkpoint itself, before any work)
+        refuse_calibrated(load_checkpoint(a.checkpoint)[1], a.checkpoint)
         rows = load_rows(a.rows)
     else:
         rows, _ = collect(a.checkpoint, a.cases, a.data, sets=tuple(a.set), device=a.device,
                           out_dir=fit_dir, max_voxels=a.max_voxels)
         save_rows(rows, fit_dir / "rows.npz")
     result = fit(rows)
-    half = all(v.dtype == torch.float16 for v in blob["state_dict"].values() if v.is_floating_point())
     provenance = {k: v for k, v in result.items() if k not in ("grid", "objective_grid", "ratio_grid")}
     provenance.update(fitted_on=list(a.set), source=Path(a.checkpoint).name, max_voxels=a.max_voxels,
                       date=datetime.date.today().isoformat())
-    export_checkpoint(a.checkpoint, out, half=half,
+    export_checkpoint(a.checkpoint, out, half=None,
                       card_update={"class_weights": result["class_weights"], "calibration": provenance})
     write_json(fit_dir / "calibration.json", result)
     w, r0, r1 = result["class_weights"], result["ratios_uncalibrated"], result["ratios"]

@@ -75,7 +75,6 @@ def cases_and_data(cases, data_dir=None, *, missing_ok: bool = False) -> tuple[l
     return list(cases), data
 
 
-
 def score_real_maps(checkpoint: str | os.PathLike, cases, data_dir: str | os.PathLike | None = None,
                     out_dir: str | os.PathLike | None = None, *,
                     device: str | None = None, tta: bool = False, figures: bool = True,

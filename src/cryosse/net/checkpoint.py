@@ -74,17 +74,25 @@ def check_compatible(card: dict, *, classes: list[str] | None = None,
                                f"the data has {voxel_size_a} Å voxels")
 
 
-def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, half: bool = True,
+def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, half: bool | None = True,
                       card_update: dict | None = None) -> dict:
     """A slim copy of a checkpoint for distribution: weights only (no optimiser or resume
     state), float16 when ``half`` (half the size; loading casts them back to the network's
-    float32), and the card updated with ``card_update``. Returns the new card."""
+    float32), the source's own precision when ``half`` is None, and the card updated with
+    ``card_update``. Returns the new card."""
     _, card, blob = load_checkpoint(src)
+    if half is None:
+        half = _all_half(blob["state_dict"])
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in blob["state_dict"].items()}
     card = dict(card, **(card_update or {}), weights_dtype="float16" if half else "float32")
     with atomic_path(dst) as tmp:
         torch.save({"format": CARD_FORMAT, "card": card, "state_dict": state}, tmp)
     return card
+
+
+def _all_half(state: dict) -> bool:
+    """Whether every floating-point tensor of a state dict is float16."""
+    return all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
 
 
 #: Card fields that must agree between the members of an ensemble.
@@ -124,8 +132,7 @@ def ensemble_checkpoints(srcs: list[str | os.PathLike], dst: str | os.PathLike, 
             if k not in ("metrics", "step", "gpu_run", "steps_run", "stop_reason", "train_time_s")}
     card.update(arch=arch, members=members, loss=first.get("loss") if len({c.get("loss") for c in cards}) == 1
                 else "mixed", tile=max(c.get("tile", 64) for c in cards), **(card_update or {}),
-                weights_dtype="float16" if all(v.dtype == torch.float16 for v in state.values()
-                                               if v.is_floating_point()) else "float32")
+                weights_dtype="float16" if _all_half(state) else "float32")
     build_network(arch).load_state_dict(state)  # the members' weights fit the ensemble
     with atomic_path(dst) as tmp:
         torch.save({"format": CARD_FORMAT, "card": card, "state_dict": state}, tmp)

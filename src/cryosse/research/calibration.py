@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["RowVoxels", "collect", "f1_grid", "fit", "save_rows", "load_rows", "WEIGHT_GRID"]
+__all__ = ["RowVoxels", "collect", "f1_grid", "fit", "save_rows", "load_rows", "refuse_calibrated", "WEIGHT_GRID"]
 
 #: Candidate weights per class: 0.5 to 4, log-spaced (13 values, 1 among them).
 WEIGHT_GRID = tuple(float(v) for v in np.round(2.0 ** np.linspace(-1, 2, 13), 4))
@@ -65,20 +65,21 @@ def collect(checkpoint, cases, data_dir=None, *, sets=("selection",), max_voxels
         rows.append(RowVoxels(case.name, d.name, case.set, dict(scored), dict(oracle),
                               h.astype(np.float32), s.astype(np.float32), t3.astype(np.uint8)))
 
-    summary = score_conditions(_uncalibrated(checkpoint), cases, data_dir, out_dir, device=device,
+    from ..net.checkpoint import load_checkpoint
+
+    refuse_calibrated(load_checkpoint(checkpoint)[1], checkpoint)
+    summary = score_conditions(checkpoint, cases, data_dir, out_dir, device=device,
                                sets=tuple(sets), progress=progress, on_prediction=keep)
     return rows, summary
 
 
-def _uncalibrated(checkpoint):
-    """``checkpoint``, refused when its card has class weights already (fit on the network's
-    own probabilities: give the checkpoint the weights were fitted to)."""
+def refuse_calibrated(card: dict, path) -> None:
+    """Refuse a checkpoint whose card has class weights already: a fit starts from the
+    network's own probabilities, so it must be given the checkpoint the weights were fitted to."""
     from ..errors import InputError
-    from ..net.checkpoint import load_checkpoint
 
-    if load_checkpoint(checkpoint)[1].get("class_weights"):
-        raise InputError(checkpoint, "has class_weights already; calibrate the checkpoint they were fitted to")
-    return checkpoint
+    if card.get("class_weights"):
+        raise InputError(path, "has class_weights already; calibrate the checkpoint they were fitted to")
 
 
 def f1_grid(row: RowVoxels, grid=WEIGHT_GRID) -> np.ndarray:
