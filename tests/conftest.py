@@ -106,3 +106,33 @@ def tiny_dataset(tmp_path_factory) -> Path:
     assert main(["dataset", *map(str, comps), "--splits", str(root / "splits.tsv"),
                  "--manifest", str(root / "manifest.tsv"), "--datalist", str(root / "datalist.json")]) == 0
     return root
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    """A small untrained 3-class network (seed 0) saved with a minimal model card."""
+    torch = pytest.importorskip("torch")
+    from cryosse.net.checkpoint import save_checkpoint
+    from cryosse.net.network import PRESETS, build_network
+
+    torch.manual_seed(0)
+    arch = dict(PRESETS["small"], n_classes=3, preset="small")
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, build_network(arch), {"arch": arch, "classes": ["other", "helix", "sheet"],
+                                                "voxel_size_a": 2.0, "data_voxel_size_a": 1.0, "tile": 32})
+    return path
+
+
+@pytest.fixture
+def uncalibrated_bundled(tmp_path):
+    """The bundled network with its card's class weights and calibration removed (the
+    checkpoint they were fitted to), saved in tmp_path."""
+    torch = pytest.importorskip("torch")
+    from cryosse.inference import BUNDLED_CHECKPOINT
+
+    blob = torch.load(BUNDLED_CHECKPOINT, weights_only=True)
+    assert blob["card"]["calibration"]["source"] == "cryosse-sse-v1.pt"
+    blob["card"] = {k: v for k, v in blob["card"].items() if k not in ("class_weights", "calibration")}
+    path = tmp_path / "uncalibrated.pt"
+    torch.save(blob, path)
+    return path

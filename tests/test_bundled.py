@@ -73,7 +73,8 @@ REFERENCE = ROOT / "tests" / "data" / "bundled_reference"
 
 
 @pytest.mark.parametrize("case", ["emd_2566_chain9", "emd_5168_monomer"])
-def test_bundled_model_gives_the_labels_recorded_before_the_restructuring(case, shared_data, tmp_path):
+def test_bundled_model_gives_the_labels_recorded_before_the_restructuring(case, shared_data, tmp_path,
+                                                                         uncalibrated_bundled):
     """`cryosse predict` with the bundled model on two real maps gives the labels recorded (by the
     code before the package was reorganised into stage subpackages, commit 0f38d05) in
     tests/data/bundled_reference: the move changed no behaviour."""
@@ -87,11 +88,7 @@ def test_bundled_model_gives_the_labels_recorded_before_the_restructuring(case, 
     ref = json.loads((REFERENCE / "reference.json").read_text())[case]
     # the reference holds the network's own labels (recorded before the calibration): predict
     # with the bundled weights and a card without its class weights
-    blob = torch.load(BUNDLED_CHECKPOINT, weights_only=True)
-    assert blob["card"]["calibration"]["source"] == "cryosse-sse-v1.pt"
-    blob["card"] = {k: v for k, v in blob["card"].items() if k != "class_weights"}
-    torch.save(blob, tmp_path / "uncalibrated.pt")
-    assert main(["predict", str(shared_data / ref["map"]), "--checkpoint", str(tmp_path / "uncalibrated.pt"),
+    assert main(["predict", str(shared_data / ref["map"]), "--checkpoint", str(uncalibrated_bundled),
                  "--threads", "2", "-o", str(tmp_path / "out")]) == 0
     tmp_path = tmp_path / "out"
     labels = np.asarray(read_map(tmp_path / "labels.mrc").data, np.uint8)

@@ -131,19 +131,14 @@ def test_rows_round_trip_and_refit(tmp_path):
     assert fit(back)["objective_grid"] == fit(rows)["objective_grid"]
 
 
-def test_calibrate_cli_on_a_real_selection_case(shared_data, tmp_path):
+def test_calibrate_cli_on_a_real_selection_case(shared_data, tmp_path, uncalibrated_bundled):
     """EMD-2566 chain 9 alone (alpha-rich: only helix is scored): the CLI fits, writes a
     calibrated copy whose card carries the weights and their provenance, refits from the kept
     voxels to the same weights, and refuses to calibrate the calibrated copy again."""
-    import torch
-
     from cryosse.inference import BUNDLED_CHECKPOINT
     from cryosse.net.checkpoint import load_checkpoint
 
-    blob = torch.load(BUNDLED_CHECKPOINT, weights_only=True)  # the bundled network without its weights
-    blob["card"] = {k: v for k, v in blob["card"].items() if k not in ("class_weights", "calibration")}
-    source = tmp_path / "uncalibrated.pt"
-    torch.save(blob, source)
+    source = uncalibrated_bundled
     cases = tmp_path / "cases.yaml"
     cases.write_text(f"data: {shared_data}\ncases:\n  - name: emd_2566_chain9\n"
                      "    map: emd_2566_chain9/emd_2566_3j6b_chain9_crop.mrc\n"

@@ -17,19 +17,6 @@ from cryosse.errors import InputError
 from cryosse.evaluate import evaluate_maps
 from cryosse.io import Map, read_map, write_map
 from cryosse.inference import PredictConfig, predict_map, predict_to_dir
-from cryosse.net.checkpoint import save_checkpoint
-from cryosse.net.network import PRESETS, build_network
-
-
-@pytest.fixture
-def checkpoint(tmp_path):
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    arch = dict(PRESETS["small"], n_classes=3, preset="small")
-    path = tmp_path / "ckpt.pt"
-    save_checkpoint(path, build_network(arch), {"arch": arch, "classes": ["other", "helix", "sheet"],
-                                                "voxel_size_a": 2.0, "data_voxel_size_a": 1.0, "tile": 32})
-    return path
 
 
 def test_predict_cli_on_permuted_map_with_origin(tmp_path, checkpoint):

@@ -8,13 +8,10 @@ import json
 import re
 
 import numpy as np
-import pytest
 
 from cryosse.cli import main
 from cryosse.cli.progress import Progress
 from cryosse.io import Map, write_map
-from cryosse.net.checkpoint import save_checkpoint
-from cryosse.net.network import PRESETS, build_network
 
 
 class _Clock:
@@ -60,18 +57,6 @@ def test_centre_of_mass_equals_scipy():
     expected = np.rint(ndimage.center_of_mass(np.clip(d, 0, None))).astype(int)
     assert centre_of_mass(Map(d, (1.0,) * 3)) == tuple(expected)
     assert centre_of_mass(Map(-np.ones((4, 6, 8), np.float32), (1.0,) * 3)) == (2, 3, 4)
-
-
-@pytest.fixture
-def checkpoint(tmp_path):
-    import torch
-
-    torch.manual_seed(0)
-    arch = dict(PRESETS["small"], n_classes=3, preset="small")
-    path = tmp_path / "ckpt.pt"
-    save_checkpoint(path, build_network(arch), {"arch": arch, "classes": ["other", "helix", "sheet"],
-                                                "voxel_size_a": 2.0, "data_voxel_size_a": 1.0, "tile": 32})
-    return path
 
 
 def _colour_pixels(png):
