@@ -58,7 +58,10 @@ def test_bundled_model_on_real_maps(shared_data):
     _, card, _ = load_checkpoint(BUNDLED_CHECKPOINT)
     s = score_real_maps(BUNDLED_CHECKPOINT, ROOT / "bench" / "real_maps.yaml", shared_data, None)
     recorded = card["real_maps"]["cases"]
+    assert set(recorded) <= {r["case"] for r in s["cases"]}  # every recorded case is scored again
     for r in s["cases"]:
+        if r["case"] not in recorded:
+            continue  # a case added to bench/real_maps.yaml after this model was exported
         rec = recorded[r["case"]]
         assert r["voxel"]["helix"]["f1"] == pytest.approx(rec["voxel_helix_f1"], abs=0.02), r["case"]
         if r["has_sheet"]:

@@ -102,3 +102,59 @@ def test_trace_oracle_is_exact_for_a_trace_only_truth_and_below_one_with_side_ch
     assert 0.6 < o["helix"] < 0.97 and 0.5 < o["sheet"] < 0.97, o
     # side chains reach past 3 Å of their Cα: the best radius is larger than the label's 3 Å
     assert o["radius_a"]["helix"] > 3.0
+
+
+def _case_file(tmp_path, model, extra: str) -> "Path":
+    f = tmp_path / "cases.yaml"
+    f.write_text(f"data: .\ncases:\n  - name: c\n    map: m.mrc\n    model: {model}\n"
+                 f"    native_resolution_a: 6\n{extra}")
+    return f
+
+
+def test_a_case_places_copies_of_an_unplaced_model_and_trims_low_confidence(structures_dir, tmp_path):
+    """A predicted model fitted into a map as rigid copies: each placement is one chain whose
+    coordinates are R x + t of the model's (checked against numpy), and residues whose CA
+    B-factor (pLDDT) is below min_plddt are gone."""
+    import math
+
+    from cryosse.evaluate.realmaps import read_cases
+    from cryosse.evaluate.zone import case_structure
+    from cryosse.io import read_model
+
+    path = sorted(structures_dir.glob("*.pdb.gz"))[0]
+    src = read_model(path)
+    ch0 = src[0][0]
+    bs = sorted(r.find_atom("CA", "*").b_iso for r in ch0 if r.find_atom("CA", "*"))
+    cut = bs[len(bs) // 2]
+    c, s = math.cos(0.3), math.sin(0.3)
+    f = _case_file(tmp_path, path.name, f"    min_plddt: {cut}\n    placements:\n"
+                   f"      - {{rotation: [[1, 0, 0], [0, 1, 0], [0, 0, 1]], translation: [0, 0, 0]}}\n"
+                   f"      - {{rotation: [[{c}, {-s}, 0], [{s}, {c}, 0], [0, 0, 1]], translation: [5, -2, 40]}}\n")
+    (case,), _ = read_cases(f)
+    st = case_structure(case, path)
+    assert [ch.name for ch in st[0]] == ["A", "B"]
+    kept = [r for r in ch0 if (r.find_atom("CA", "*") or r[0]).b_iso >= cut]
+    assert len(st[0]["A"]) == len(kept) and len(st[0]["B"]) == len(kept)
+    a = np.array([[at.pos.x, at.pos.y, at.pos.z] for r in st[0]["A"] for at in r])
+    b = np.array([[at.pos.x, at.pos.y, at.pos.z] for r in st[0]["B"] for at in r])
+    orig = np.array([[at.pos.x, at.pos.y, at.pos.z] for r in kept for at in r])
+    rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+    np.testing.assert_allclose(a, orig, atol=1e-3)
+    np.testing.assert_allclose(b, orig @ rot.T + [5, -2, 40], atol=1e-3)
+
+
+@pytest.mark.parametrize("placement, problem", [
+    ("{rotation: [[1, 0, 0], [0, 1, 0], [0, 0, -1]], translation: [0, 0, 0]}", "not a proper rotation"),
+    ("{rotation: [[2, 0, 0], [0, 1, 0], [0, 0, 1]], translation: [0, 0, 0]}", "not a proper rotation"),
+    ("{rotation: [[1, 0, 0], [0, 1, 0]], translation: [0, 0, 0]}", "rotation must be 3x3"),
+    ("{rotation: [[1, 0, 0], [0, 1, 0], [0, 0, 1]], translation: [0, .nan, 0]}", "finite"),
+    ("{rotation: [[1, 0, 0], [0, 1, 0], [0, 0, 1]]}", "needs exactly rotation and translation"),
+])
+def test_bad_placements_are_one_line_errors_naming_the_file(tmp_path, placement, problem):
+    from cryosse.errors import InputError
+    from cryosse.evaluate.realmaps import read_cases
+
+    f = _case_file(tmp_path, "x.pdb", f"    placements:\n      - {placement}\n")
+    with pytest.raises(InputError) as e:
+        read_cases(f)
+    assert str(f) in str(e.value) and problem in str(e.value) and "\n" not in str(e.value)

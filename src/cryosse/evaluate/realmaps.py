@@ -22,7 +22,8 @@ from .zone import RealCase, score_case
 
 __all__ = ["read_cases", "score_real_maps", "format_real_table", "card_scores", "cases_and_data"]
 
-_CASE_KEYS = {"name", "map", "model", "native_resolution_a", "lowpass_a", "has_sheet", "note", "set"}
+_CASE_KEYS = {"name", "map", "model", "native_resolution_a", "lowpass_a", "has_sheet", "note", "set", "min_plddt",
+              "placements"}
 #: The validation sets a case may belong to (see bench/real_maps.yaml).
 SETS = ("selection", "report")
 
@@ -52,11 +53,34 @@ def read_cases(path: str | os.PathLike) -> tuple[list[RealCase], Path | None]:
             cases.append(RealCase(str(c["name"]), str(c["map"]), str(c["model"]), float(c["native_resolution_a"]),
                                   float(c["lowpass_a"]) if c.get("lowpass_a") is not None else None,
                                   bool(c.get("has_sheet", True)), str(c.get("note", "")),
-                                  str(c.get("set", "report"))))
-        except (TypeError, ValueError) as exc:
+                                  str(c.get("set", "report")),
+                                  float(c["min_plddt"]) if c.get("min_plddt") is not None else None,
+                                  _placements(c.get("placements") or [])))
+        except (TypeError, ValueError, KeyError) as exc:
             raise InputError(p, f"case {k}: {exc}") from None
     data = doc.get("data")
     return cases, ((p.parent / data) if data else None)
+
+
+def _placements(items) -> tuple:
+    """Rigid placements ``[{rotation: 3x3, translation: 3}, ...]`` as (R, t) tuples; a rotation
+    must be proper (orthonormal, determinant +1)."""
+    import numpy as np
+
+    if not isinstance(items, list):
+        raise ValueError("placements must be a list of {rotation, translation}")
+    out = []
+    for k, p in enumerate(items, start=1):
+        if not isinstance(p, dict) or set(p) != {"rotation", "translation"}:
+            raise ValueError(f"placement {k}: needs exactly rotation and translation")
+        r = np.asarray(p["rotation"], dtype=float)
+        t = np.asarray(p["translation"], dtype=float)
+        if r.shape != (3, 3) or t.shape != (3,) or not (np.isfinite(r).all() and np.isfinite(t).all()):
+            raise ValueError(f"placement {k}: rotation must be 3x3 and translation 3 finite numbers")
+        if not np.allclose(r @ r.T, np.eye(3), atol=1e-3) or np.linalg.det(r) < 0:
+            raise ValueError(f"placement {k}: rotation is not a proper rotation matrix")
+        out.append((tuple(map(tuple, r.tolist())), tuple(t.tolist())))
+    return tuple(out)
 
 
 def cases_and_data(cases, data_dir=None, *, missing_ok: bool = False) -> tuple[list[RealCase], Path | None]:

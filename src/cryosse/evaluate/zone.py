@@ -20,7 +20,7 @@ from ..io import Map, protein_atoms, read_map, read_model
 from ..metrics import confusion, prf_from_confusion, to_three_class
 from .scores import evaluate_maps, evaluate_residues
 
-__all__ = ["RealCase", "SCORE_RADIUS_A", "lowpass", "load_case", "score_case", "diagnose_case"]
+__all__ = ["RealCase", "case_structure", "SCORE_RADIUS_A", "lowpass", "load_case", "score_case", "diagnose_case"]
 
 #: Scores count voxels within this distance (Å) of the model's heavy atoms.
 SCORE_RADIUS_A = 6.0
@@ -36,6 +36,39 @@ class RealCase:
     has_sheet: bool = True            # sheets scored (the map's model has sheet)
     note: str = ""
     set: str = "report"               # "selection" (may choose recipes) or "report" (never)
+    min_plddt: float | None = None    # a predicted model: keep residues whose pLDDT (B) is at least this
+    placements: tuple = ()            # copies of an unplaced model fitted into the map: (R 3x3, t 3), x' = R x + t
+
+
+def case_structure(case: RealCase, path: str | os.PathLike):
+    """The case's model as scored: read from ``path``, residues below ``min_plddt`` removed,
+    and, when the case gives placements (a model fitted into the map as rigid copies of an
+    unplaced one), one chain per placement (A, B, ...: the copies of the model's first chain)."""
+    import gemmi
+
+    st = read_model(path)
+    if case.min_plddt is not None:
+        for ch in st[0]:
+            for i in reversed(range(len(ch))):
+                ca = ch[i].find_atom("CA", "*")
+                if (ca.b_iso if ca else min(a.b_iso for a in ch[i])) < case.min_plddt:
+                    del ch[i]
+        st.remove_empty_chains()
+    if case.placements:
+        src = st[0][0]
+        model = gemmi.Model("1")
+        for k, (rot, t) in enumerate(case.placements):
+            ch = src.clone()
+            ch.name = chr(ord("A") + k)
+            tr = gemmi.Transform(gemmi.Mat33([list(map(float, r)) for r in rot]), gemmi.Vec3(*map(float, t)))
+            for res in ch:
+                for a in res:
+                    a.pos = gemmi.Position(tr.apply(a.pos))
+            model.add_chain(ch)
+        del st[:]
+        st.add_model(model)
+        st.setup_entities()
+    return st
 
 
 def lowpass(m: Map, resolution_a: float, native_resolution_a: float = 0.0) -> Map:
@@ -58,7 +91,7 @@ def load_case(case: RealCase, data_dir: str | os.PathLike, raw: Map | None = Non
     m = read_map(root / case.map) if raw is None else raw
     if case.lowpass_a:
         m = lowpass(m, case.lowpass_a, case.native_resolution_a)
-    st = read_model(root / case.model)
+    st = case_structure(case, root / case.model)
     sse = assign_sse(st)
     atoms = protein_atoms(st)
     truth = label_voxels(m, atoms, atom_classes(atoms, sse))
