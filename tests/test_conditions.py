@@ -78,6 +78,33 @@ def test_zone_segment_keeps_exactly_the_zone_in_a_tight_box():
     assert seg.data[idx[2], idx[1], idx[0]] == m.data[src[2], src[1], src[0]]
 
 
+def test_cut_segment_keeps_the_highest_quarter_of_the_zone_then_low_passes():
+    """Against brute force: the kept voxels are the zone's highest quarter (by its distances
+    to the atoms and the map's values); without a low-pass the rest is zero; the box is the kept
+    voxels' bounding box plus one; a low-pass after the mask is the mask's map blurred."""
+    from cryosse.evaluate.conditions import cut_segment
+    from cryosse.evaluate.zone import lowpass
+
+    rng = np.random.default_rng(5)
+    m = Map(rng.random((30, 34, 38)).astype(np.float32) + 0.5, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    xyz = np.array([[10.0, 12.0, 14.0], [14.0, 15.0, 16.0], [18.0, 15.0, 13.0]])
+    seg, level = cut_segment(m, xyz, resolution_a=4.0, native_resolution_a=4.0, share=0.25)
+    gz, gy, gx = np.indices(m.data.shape)
+    pts = np.stack([gx, gy, gz], -1).astype(float)
+    zone = np.min(np.linalg.norm(pts[..., None, :] - xyz, axis=-1), axis=-1) <= 3.5
+    keep = zone & (m.data >= level)
+    assert keep.sum() == pytest.approx(0.25 * zone.sum(), abs=1)
+    assert np.isclose(seg.data.sum(), m.data[keep].sum(), rtol=1e-5)
+    kept = np.argwhere(seg.data > 0)
+    assert np.array_equal(kept.min(0), [1, 1, 1]) and np.array_equal(kept.max(0), np.asarray(seg.data.shape) - 2)
+    low, _ = cut_segment(m, xyz, resolution_a=8.0, native_resolution_a=4.0, share=0.25)
+    full = lowpass(m.with_data(np.where(keep, m.data, 0).astype(np.float32)), 8.0, 4.0)
+    lo = np.argwhere(keep).min(0) - 1
+    np.testing.assert_allclose(low.data, full.data[tuple(slice(a, a + n) for a, n in zip(lo, low.data.shape))],
+                               atol=1e-6)
+    assert (low.data > 0).sum() > (seg.data > 0).sum()
+
+
 def test_beta_window_is_the_most_strand_rich_run(structures_dir):
     """Against a brute-force scan of every window of every chain of an embedded structure."""
     from cryosse import SHEET
