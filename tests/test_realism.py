@@ -112,3 +112,90 @@ def test_simulate_with_realism_records_its_parameters(structures_dir, tmp_path):
     assert rec["seed"] == 5 and rec["resolution_a"] == 7 and "scale" in rec["effects"]
     a, b, c = (read_map(tmp_path / n).data for n in ("real1.mrc", "real2.mrc", "clean.mrc"))
     assert np.array_equal(a, b) and a.shape == c.shape and not np.allclose(a, c)
+
+
+SEG = dict(segment_p=1.0, cut_p=0.0, domain_p=0.0, post_blur_p=0.0, tight_p=0.0, edge_sigma_a=(0.0, 0.0))
+
+
+def _protein(sim, frac=0.8):
+    return sim.data > np.quantile(sim.data, frac)
+
+
+def test_segment_zeroes_outside_the_zone_and_keeps_labels_near_what_is_left(sim, rng):
+    from scipy.ndimage import binary_dilation
+
+    from cryosse.prep.realism import segment
+
+    protein = _protein(sim)
+    x, keep, box, p = segment(sim.data, protein, 2.0, rng, only(**SEG, segment_zone_a=(3.0, 3.0)))
+    assert box is None and p["segment_zone_a"] == 3.0
+    np.testing.assert_array_equal(x[protein], sim.data[protein])  # a 3 Å zone is the label zone itself
+    assert np.all(x[~protein] == 0)
+    np.testing.assert_array_equal(keep, binary_dilation(protein, iterations=2))  # 3 Å at 2 Å voxels
+    # a cut keeps only the highest share of the zone: it cuts into the molecule's own density
+    x, keep, _, p = segment(sim.data, protein, 2.0, np.random.default_rng(1),
+                            only(**dict(SEG, cut_p=1.0), segment_zone_a=(3.0, 3.0), cut_keep=(0.3, 0.3)))
+    assert (x[protein] != 0).mean() == pytest.approx(0.3, abs=0.01)
+    assert x[x != 0].min() >= np.quantile(sim.data[protein], 0.7) - 1e-6
+
+
+def test_segment_domain_low_pass_after_the_mask_and_tight_box(sim):
+    from cryosse.prep.realism import segment
+
+    protein = _protein(sim, 0.6)
+    cfg = only(**dict(SEG, domain_p=1.0, tight_p=1.0, post_blur_p=1.0), segment_zone_a=(4.0, 4.0),
+               domain_radius_a=(12.0, 12.0), tight_margin_a=(0.0, 0.0), post_blur_sigma_a=(2.0, 2.0))
+    x, keep, box, p = segment(sim.data, protein, 2.0, np.random.default_rng(3), cfg)
+    hard, _, _, _ = segment(sim.data, protein, 2.0, np.random.default_rng(3),
+                            only(**dict(SEG, domain_p=1.0, tight_p=1.0), segment_zone_a=(4.0, 4.0),
+                                 domain_radius_a=(12.0, 12.0), tight_margin_a=(0.0, 0.0)))
+    kept = np.argwhere(hard != 0)
+    # the region is one ball of 12 Å: at most 2 x 12 Å + a voxel across
+    assert (kept.max(0) - kept.min(0)).max() * 2.0 <= 24.0 + 2.0
+    # the tight box is the kept region's bounding box (margin 0)
+    assert tuple(slice(int(a), int(b) + 1) for a, b in zip(kept.min(0), kept.max(0))) == box
+    # low-pass after the mask: density leaks past the mask's edge, and the total is kept
+    assert (x != 0).sum() > (hard != 0).sum()
+    assert x.sum() == pytest.approx(hard.sum(), rel=1e-3)
+
+
+def test_support_normalise_does_not_depend_on_how_much_of_the_box_is_zero(sim, rng):
+    from cryosse.prep.realism import support_normalise
+
+    x = sim.data + 0.05 * rng.standard_normal(sim.data.shape).astype(np.float32)
+    zone = _protein(sim, 0.5)
+    seg = np.where(zone, x, 0).astype(np.float32)
+    small = seg[4:-4, 4:-4, 4:-4]  # the same segment in a tighter box
+    a, b = support_normalise(seg, 2.0), support_normalise(small, 2.0)
+    inner = zone[4:-4, 4:-4, 4:-4]
+    np.testing.assert_allclose(a[4:-4, 4:-4, 4:-4][inner], b[inner], atol=1e-3)
+    assert np.all(a[~zone] == 0)
+    # statistics over the support: contrast and offset inside it do not matter
+    c = support_normalise(np.where(zone, 3.0 * x + 5.0, 0).astype(np.float32), 2.0)
+    np.testing.assert_allclose(a[zone], c[zone], atol=5e-3)
+    # without exact zeros it is the local normalisation
+    np.testing.assert_array_equal(support_normalise(x, 2.0), local_normalise(x, 2.0))
+
+
+def test_belt_is_a_slab_of_medium_density_around_the_protein(sim):
+    """The micelle / nanodisc belt: added density only within its reach of the protein zone
+    (plus its soft edge), at about the drawn fraction of the protein's mean density, and
+    confined to a slab: along the slab's normal the added density spans about its thickness."""
+    from scipy.ndimage import distance_transform_edt
+
+    zone = _protein(sim)
+    cfg = only(belt_p=1.0, belt_thickness_a=(20.0, 20.0), belt_reach_a=(10.0, 10.0), belt_level=(0.4, 0.4))
+    x, p = degrade(sim.data, zone, 2.0, np.random.default_rng(4), cfg)
+    assert p["belt_level"] == 0.4 and p["belt_thickness_a"] == 20.0
+    base = sim.data / sim.data.std()
+    added = x - base
+    assert added.min() > -1e-4
+    far = distance_transform_edt(~zone, sampling=2.0) > 10.0 + 3 * 2.0 + 2.0  # reach + soft edge
+    assert added[far].max() < 0.02 * base[zone].mean()
+    strong = added > 0.2 * base[zone].mean()
+    assert strong.any() and not (strong & far).any()
+    # the slab: the strong belt's extent along its thinnest axis-free direction is about 20 Å
+    pts = np.argwhere(strong) * 2.0
+    c = pts - pts.mean(0)
+    thin = np.sqrt(np.linalg.eigvalsh(c.T @ c / len(c))[0])
+    assert thin * np.sqrt(12) == pytest.approx(20.0, rel=0.35)  # a uniform slab's sd is T / sqrt(12)

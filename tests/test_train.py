@@ -243,6 +243,49 @@ def test_patch_sampler_draws_centres_with_the_oversampling_fractions(fractions):
         assert abs(got - exp) < 4 * np.sqrt(exp * (1 - exp) / n) + 2e-3, (fractions, hits / n)
 
 
+def test_segmented_copies_keep_labels_only_near_what_is_left_and_patches_stay_inside(structures_dir):
+    """A training sample segmented (domain, tight box): labels survive only in the copy's keep
+    mask, the tight box is normalised on its own and holds the pad value around it, and every
+    patch drawn from the copy is centred inside the segment, on the class drawn when it holds
+    that class."""
+    from cryosse.io import protein_atoms, read_model
+    from cryosse.prep.density import simulate_density
+    from cryosse.prep.labels import atom_classes, label_voxels
+    from cryosse.prep.sse import assign_sse
+    from cryosse.metrics import to_three_class
+    from cryosse.train.data import Sample
+    from cryosse.train.loop import TrainConfig
+    from cryosse.train.sampler import PatchSampler, _degrade_whole
+
+    st = read_model(structures_dir / "1a8o.pdb.gz")
+    sim = simulate_density(st, 6.0, 2.0)
+    atoms = protein_atoms(st)
+    lab = label_voxels(sim, atoms, atom_classes(atoms, assign_sse(st))).data.astype(np.uint8)
+    s = Sample("t", sim.data, to_three_class(lab), 0.0, lab, 2.0, raw=sim.data.astype(np.float32))
+    off = {k: 0.0 for k in ("blur_p", "local_res_p", "highpass_p", "noise_p", "background_p", "mask_p",
+                            "threshold_p")}
+    cfg = TrainConfig(norm="local", realism=True, realism_clean=0.0, patch=8,
+                      realism_params={**off, "segment_p": 1.0, "domain_p": 1.0, "tight_p": 1.0,
+                                      "domain_radius_a": [12.0, 12.0], "tight_margin_a": [0.0, 0.0]})
+    d = _degrade_whole(s, cfg, np.random.default_rng(0))
+    assert d.keep is not None and 0 < (d.y > 0).sum() < 0.8 * (s.y > 0).sum()  # one 12 Å ball of a chain
+    assert np.all(d.y[~d.keep] == 0) and np.array_equal(d.y[d.keep], s.y[d.keep])
+    lo, hi = np.argwhere(d.keep).min(0), np.argwhere(d.keep).max(0) + 1  # the tight box (margin 0)
+    inside = np.zeros(d.x.shape, bool)
+    inside[tuple(slice(a, b) for a, b in zip(lo, hi))] = True
+    assert np.all(d.x[~inside] == 0) and np.any(d.x[inside] != 0)  # outside it: the pad value of local
+    sampler = PatchSampler([s], cfg, random.Random(1))
+    sampler.cache[0] = [d, 10 ** 6]
+    for _ in range(200):
+        i, c = sampler.centre()
+        wanted = int(s.y[tuple(c)])
+        if not d.keep[tuple(c)]:
+            c = sampler._in_segment(d, wanted)
+        assert d.keep[tuple(c)]
+        if d.keep_points[wanted].size:
+            assert d.y[tuple(c)] == wanted
+
+
 def test_oversample_option_is_checked():
     from cryosse.cli.train import _oversample
 

@@ -105,7 +105,8 @@ def register(sub) -> None:
     s.add_argument("--no-amp", dest="amp", action="store_false", default=argparse.SUPPRESS,
                    help="no mixed precision on CUDA")
     field_option(s, TrainConfig, "norm", "--norm", choices=list(NORMALISATIONS),
-                 help="input normalisation: z-score over the box or local (8 Å window)")
+                 help="input normalisation: z-score over the box, local (8 Å window) or support (local, over the "
+                 "non-zero voxels only)")
     field_option(s, TrainConfig, "realism", "--realism", action="store_true",
                  help="degrade training patches like native maps (noise, blur, local resolution, sharpening, "
                  "background, masks, thresholds; see cryosse.prep.realism)")

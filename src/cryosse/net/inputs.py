@@ -11,18 +11,20 @@ from ..prep.density import resample
 __all__ = ["prepare_density", "normalise", "NORMALISATIONS"]
 
 
-NORMALISATIONS = ("zscore", "local")
+NORMALISATIONS = ("zscore", "local", "support")
 
 
 def normalise(d: np.ndarray, voxel_size_a: float, norm: str = "zscore") -> tuple[np.ndarray, float]:
     """(normalised array, value that raw zero density takes after it).
 
     ``zscore``: over the whole box. ``local``: :func:`cryosse.prep.realism.local_normalise`
-    (flat zero density stays 0)."""
-    if norm == "local":
-        from ..prep.realism import local_normalise
+    (flat zero density stays 0). ``support``: :func:`cryosse.prep.realism.support_normalise`
+    (the same, with statistics over the non-zero voxels only)."""
+    if norm in ("local", "support"):
+        from ..prep import realism
 
-        return local_normalise(d, voxel_size_a), 0.0
+        f = realism.local_normalise if norm == "local" else realism.support_normalise
+        return f(d, voxel_size_a), 0.0
     if norm != "zscore":
         raise ValueError(f"unknown normalisation {norm!r} ({', '.join(NORMALISATIONS)})")
     d = d.astype(np.float32)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["RealismConfig", "degrade", "local_normalise", "LOCAL_NORM_SIGMA_A"]
+__all__ = ["RealismConfig", "degrade", "segment", "local_normalise", "support_normalise", "LOCAL_NORM_SIGMA_A"]
 
 #: Width (Å) of the Gaussian window of :func:`local_normalise`: wider than a helix (~10 Å),
 #: so the contrast between a helix and its surroundings survives.
@@ -52,6 +52,22 @@ class RealismConfig:
     threshold_percentile: tuple[float, float] = (40.0, 90.0)
     scale: tuple[float, float] = (0.5, 2.0)               # amplitude
     offset_sd: float = 0.3                                # offset, in signal sd
+    belt_p: float = 0.0                                   # a detergent micelle / nanodisc belt (off by default)
+    belt_thickness_a: tuple[float, float] = (24.0, 40.0)  # slab across the protein
+    belt_reach_a: tuple[float, float] = (8.0, 20.0)       # how far it reaches out from the protein
+    belt_level: tuple[float, float] = (0.2, 0.6)          # its density, times the protein's mean
+    # what users do to a map before they give it to the model (:func:`segment`); off by default
+    segment_p: float = 0.0                                # segmented: zero outside a zone of the atoms
+    segment_zone_a: tuple[float, float] = (2.0, 6.0)      # zone radius (ChimeraX volume zone)
+    cut_p: float = 0.0                                    # of segments: a contour that cuts into the
+    cut_keep: tuple[float, float] = (0.25, 0.8)           # molecule's own density (share of zone kept)
+    domain_p: float = 0.0                                 # of segments: one domain / chain-sized region
+    domain_radius_a: tuple[float, float] = (14.0, 32.0)   # ball around a random protein voxel
+    edge_sigma_a: tuple[float, float] = (0.0, 1.5)        # soft mask edge (boundary smoothing)
+    post_blur_p: float = 0.0                              # of segments: low-pass after masking
+    post_blur_sigma_a: tuple[float, float] = (0.6, 2.0)
+    tight_p: float = 0.0                                  # of segments: box cut tight around the segment
+    tight_margin_a: tuple[float, float] = (0.0, 6.0)
 
     def scaled(self, strength: float) -> "RealismConfig":
         """This configuration with every probability multiplied by ``strength`` (0 to 1)."""
@@ -79,13 +95,40 @@ def _smooth_field(shape, scale_vox: float, rng: np.random.Generator) -> np.ndarr
     return up / (up.std() + 1e-6)
 
 
+def _belt(x: np.ndarray, zone: np.ndarray, v: float, rng: np.random.Generator, cfg: RealismConfig,
+          p: dict) -> np.ndarray:
+    """Amorphous density around part of the protein, as a detergent micelle or a nanodisc
+    leaves around a membrane protein's transmembrane helices: a slab of random orientation
+    through the protein, reaching a few Å to 20 Å out from it, at a fraction of the protein's
+    mean density, with soft edges and a lumpy texture. Added under the protein too (density
+    adds)."""
+    from scipy.ndimage import distance_transform_edt
+
+    u = lambda lo_hi: float(rng.uniform(*lo_hi))  # noqa: E731
+    p["belt_thickness_a"], p["belt_reach_a"], p["belt_level"] = (
+        u(cfg.belt_thickness_a), u(cfg.belt_reach_a), u(cfg.belt_level))
+    n = rng.standard_normal(3)
+    n /= np.linalg.norm(n) or 1.0
+    pts = np.argwhere(zone)
+    c = pts[rng.integers(len(pts))] * v
+    grid = np.ogrid[tuple(slice(0, k) for k in x.shape)]
+    h = sum((g * v - ci) * ni for g, ci, ni in zip(grid, c, n))
+    slab = np.abs(h) <= p["belt_thickness_a"] / 2
+    near = distance_transform_edt(~zone, sampling=v) <= p["belt_reach_a"]
+    region = (slab & near).astype(np.float32)
+    lumps = np.clip(1.0 + 0.3 * _smooth_field(x.shape, 6.0 / v, rng), 0.0, None)
+    level = p["belt_level"] * float(x[zone].mean())
+    return _gauss(region, 2.0 / v) * lumps * level
+
+
 def degrade(x: np.ndarray, protein: np.ndarray | None, voxel_size_a: float, rng: np.random.Generator,
-            cfg: RealismConfig = RealismConfig()) -> tuple[np.ndarray, dict]:
+            cfg: RealismConfig = RealismConfig(), zone: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """A degraded copy of density ``x`` and the parameters drawn.
 
     ``protein``: boolean mask of voxels near atoms (the label map's non-background), used by
-    the masking effect; None disables it. The result is float32; its scale is arbitrary (feed
-    it to :func:`local_normalise`).
+    the masking effect; None disables it. ``zone``: the voxels near any atom, for the belt
+    (default ``protein``). The result is float32; its scale is arbitrary (feed it to
+    :func:`local_normalise`).
     """
     v = float(voxel_size_a)
     x = x.astype(np.float32)
@@ -93,6 +136,9 @@ def degrade(x: np.ndarray, protein: np.ndarray | None, voxel_size_a: float, rng:
     x = x / sd
     p: dict = {}
     u = lambda lo_hi: float(rng.uniform(*lo_hi))  # noqa: E731
+    zone = protein if zone is None else zone
+    if cfg.belt_p > 0 and zone is not None and zone.any() and rng.random() < cfg.belt_p:
+        x = x + _belt(x, zone, v, rng, cfg, p)
     if rng.random() < cfg.blur_p:
         p["blur_sigma_a"] = u(cfg.blur_sigma_a)
         x = _gauss(x, p["blur_sigma_a"] / v)
@@ -127,6 +173,86 @@ def degrade(x: np.ndarray, protein: np.ndarray | None, voxel_size_a: float, rng:
     p["offset"] = float(rng.normal(0, cfg.offset_sd))
     x = x * p["scale"] + p["offset"] * signal_sd
     return x.astype(np.float32), p
+
+
+def segment(x: np.ndarray, protein: np.ndarray, voxel_size_a: float, rng: np.random.Generator,
+            cfg: RealismConfig) -> tuple[np.ndarray, np.ndarray | None, tuple[slice, ...] | None, dict]:
+    """What users do to a map before prediction: segment it (zero outside a zone of the atoms,
+    as ChimeraX ``volume zone`` does), sometimes with a contour that cuts into the molecule's
+    own density or to one domain-sized region, a soft mask edge, a low-pass *after* masking, and
+    a box cut tight around what is left.
+
+    ``protein``: voxels within the label radius of any atom. Returns (density, label mask or
+    None, tight box or None, parameters): labels should be kept only where the mask is true
+    (voxels more than a label radius away from any density left carry no evidence); the box is
+    the region of the array the user's map would hold (normalise it on its own)."""
+    from scipy.ndimage import binary_dilation, binary_erosion
+
+    p: dict = {}
+    if not protein.any() or rng.random() >= cfg.segment_p:
+        return x, None, None, p
+    v = float(voxel_size_a)
+    u = lambda lo_hi: float(rng.uniform(*lo_hi))  # noqa: E731
+    p["segment_zone_a"] = u(cfg.segment_zone_a)
+    # protein is the zone of the label radius (3 Å); grow or shrink it to the drawn radius
+    steps = int(round((p["segment_zone_a"] - 3.0) / v))
+    zone = (binary_dilation(protein, iterations=steps) if steps > 0 else
+            binary_erosion(protein, iterations=-steps) if steps < 0 else protein.copy())
+    if not zone.any():
+        zone = protein.copy()
+    if rng.random() < cfg.domain_p:
+        p["domain_radius_a"] = u(cfg.domain_radius_a)
+        pts = np.argwhere(protein)
+        c = pts[rng.integers(len(pts))]
+        grid = np.ogrid[tuple(slice(0, n) for n in x.shape)]
+        d2 = sum((g - ci) ** 2 for g, ci in zip(grid, c)) * v * v
+        zone &= d2 <= p["domain_radius_a"] ** 2
+    if rng.random() < cfg.cut_p:
+        p["cut_keep"] = u(cfg.cut_keep)
+        t = float(np.quantile(x[zone], 1.0 - p["cut_keep"]))
+        zone &= x > t
+    p["edge_sigma_a"] = u(cfg.edge_sigma_a)
+    m = _gauss(zone.astype(np.float32), p["edge_sigma_a"] / v) if p["edge_sigma_a"] > 0.3 * v else zone
+    x = (x * m).astype(np.float32)
+    if rng.random() < cfg.post_blur_p:
+        p["post_blur_sigma_a"] = u(cfg.post_blur_sigma_a)
+        x = _gauss(x, p["post_blur_sigma_a"] / v)
+    keep = binary_dilation(zone, iterations=max(1, int(round(3.0 / v))))
+    box = None
+    if rng.random() < cfg.tight_p:
+        p["tight_margin_a"] = u(cfg.tight_margin_a)
+        r = int(round(p["tight_margin_a"] / v))
+        pts = np.argwhere(zone)
+        lo, hi = np.maximum(pts.min(0) - r, 0), np.minimum(pts.max(0) + r + 1, x.shape)
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    return x.astype(np.float32), keep, box, p
+
+
+def support_normalise(x: np.ndarray, voxel_size_a: float, sigma_a: float = LOCAL_NORM_SIGMA_A,
+                      floor: float = 0.05) -> np.ndarray:
+    """:func:`local_normalise` with the statistics taken over the map's support only (voxels
+    that are not exactly zero): a normalised convolution. A segmented map (zero outside its
+    mask) then looks the same whatever share of the box the mask covers; voxels outside the
+    support stay 0, and so does everything beyond the box's edge (the windows are zero-padded),
+    so cutting the box tighter around a segment does not change it. On a map without exact
+    zeros this is :func:`local_normalise`."""
+    from scipy.ndimage import gaussian_filter
+
+    x = x.astype(np.float32)
+    s = (x != 0).astype(np.float32)
+    if s.all() or not s.any():
+        return local_normalise(x, voxel_size_a, sigma_a, floor)
+    sig = sigma_a / float(voxel_size_a)
+
+    def g(a):
+        return gaussian_filter(a, sig, mode="constant", cval=0.0, truncate=3.0)
+
+    w = np.maximum(g(s), 1e-3)
+    mean = g(x) / w
+    var = np.maximum(g(x * x) / w - mean * mean, 0.0)
+    sd_all = float(x[s > 0].std()) or 1.0
+    out = (x - mean) / np.sqrt(var + (floor * sd_all) ** 2)
+    return np.where(s > 0, out, 0.0).astype(np.float32)
 
 
 def local_normalise(x: np.ndarray, voxel_size_a: float, sigma_a: float = LOCAL_NORM_SIGMA_A,

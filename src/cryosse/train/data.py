@@ -23,6 +23,8 @@ class Sample:
     labels4: np.ndarray     # contract codes on the working grid
     data_voxel_size_a: float  # voxel size of the tensors on disk (before resampling)
     raw: np.ndarray | None = None  # working-grid density before normalisation (for realism)
+    keep: np.ndarray | None = None  # a segmented copy: where its labels hold (patches stay there)
+    keep_points: dict | None = None  # and its voxels of each class (0, 1, 2) inside keep, (N, 3)
 
 
 def load_sample(sample_id: str, density_path: str, labels_path: str, voxel_size_a: float,

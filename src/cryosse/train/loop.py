@@ -130,7 +130,8 @@ def _model_card(cfg: TrainConfig, arch: dict, datalist_path, n_train: int, n_val
         "voxel_size_a": cfg.voxel_size_a, "data_voxel_size_a": data_voxel,
         "normalisation": "resample to voxel_size_a (trilinear), then " + (
             "z-score over the whole box" if cfg.norm == "zscore" else
-            "local normalisation (cryosse.prep.realism.local_normalise)"),
+            "local normalisation (cryosse.prep.realism.local_normalise)" if cfg.norm == "local" else
+            "local normalisation over the map's support (cryosse.prep.realism.support_normalise)"),
         "norm": cfg.norm,
         "tile": max(cfg.patch * 2, 64), "loss": cfg.loss, "train_config": asdict(cfg),
         "data_sha256": _data_hash(datalist_path),

@@ -19,11 +19,26 @@ def _degrade_whole(s: Sample, cfg: TrainConfig, g: np.random.Generator, strength
                    sid: str | None = None) -> Sample:
     """``s`` degraded as a whole by one realism draw and normalised as prediction normalises a
     whole map."""
-    from ..prep.realism import degrade
+    from ..prep.realism import degrade, segment
 
-    x, _ = degrade(s.raw, s.y > 0, cfg.voxel_size_a, g, realism_config(cfg).scaled(strength))
-    x, pad = normalise(x, cfg.voxel_size_a, cfg.norm)
-    return Sample(sid or s.id, x, s.y, pad, s.labels4, s.data_voxel_size_a)
+    rc = realism_config(cfg).scaled(strength)
+    x, _ = degrade(s.raw, s.y > 0, cfg.voxel_size_a, g, rc, zone=s.labels4 > 0)
+    x, keep, box, _ = segment(x, s.labels4 > 0, cfg.voxel_size_a, g, rc)
+    y = s.y if keep is None else np.where(keep, s.y, 0).astype(s.y.dtype)
+    if box is None:
+        x, pad = normalise(x, cfg.voxel_size_a, cfg.norm)
+    else:  # the user's tight box, normalised on its own; outside it, what prediction pads with
+        inner, pad = normalise(x[box], cfg.voxel_size_a, cfg.norm)
+        x = np.full(x.shape, pad, np.float32)
+        x[box] = inner
+        y = y.copy()
+        outside = np.ones(y.shape, bool)
+        outside[box] = False
+        y[outside] = 0
+    if keep is not None and box is not None:
+        keep = keep & ~outside
+    points = None if keep is None else {c: np.argwhere(keep & (y == c)) for c in (0, 1, 2)}
+    return Sample(sid or s.id, x, y, pad, s.labels4, s.data_voxel_size_a, keep=keep, keep_points=points)
 
 
 def _degraded_copies(samples: list[Sample], cfg: TrainConfig) -> list[Sample]:
@@ -138,12 +153,24 @@ class PatchSampler:
         hit[1] -= 1
         return hit[0]
 
+    def _in_segment(self, src: Sample, cls: int) -> np.ndarray:
+        """A centre inside a segmented copy, of class ``cls`` when the segment holds any (so
+        the class-aware sampling survives segmentation)."""
+        by = src.keep_points
+        w = by[cls] if len(by[cls]) else next((by[c] for c in (1, 2, 0) if len(by[c])), None)
+        if w is None:
+            return np.array([n // 2 for n in src.y.shape])
+        return w[self.rng.randrange(len(w))]
+
     def batch(self, step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = [], []
         strength = realism_strength(step, self.cfg) if self.cfg.realism else 0.0
         for _ in range(self.cfg.batch):
             i, c = self.centre()
-            x, y = _patch(self._source(i, strength), c, self.cfg.patch)
+            src = self._source(i, strength)
+            if src.keep is not None and not src.keep[tuple(c)]:
+                c = self._in_segment(src, int(self.samples[i].y[tuple(c)]))
+            x, y = _patch(src, c, self.cfg.patch)
             if self.cfg.augment:
                 x, y = _augment(x, y, self.rng, rotate_only=self.cfg.realism)
             xs.append(x)
