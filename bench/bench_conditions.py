@@ -2,7 +2,8 @@
 maps of bench/real_maps.yaml: each map as deposited, low-passed to 6/8/10 Å, blurred and
 sharpened (B = ±100 Å²), thresholded at its molecular-volume contour, one chain segmented
 (ChimeraX ``volume zone``, tight box, native and 1 Å voxels) and its most β-rich domain boxed on
-its own (:mod:`cryosse.evaluate.conditions`). Per row: voxel and residue F1, the Cα-trace oracle,
+its own, both also cut by a high-contour mask and low-passed after it
+(:mod:`cryosse.evaluate.conditions`). Per row: voxel and residue F1, the Cα-trace oracle,
 the network on a clean simulation of the same atoms on the same grid; per set (selection /
 report) the targets of :mod:`cryosse.evaluate.robustness`. Writes bench/results/conditions/
 (conditions.json, .md, .png).
