@@ -97,26 +97,40 @@ def molecular_volume_contour(m: Map, n_residues: int, inside: np.ndarray | None 
     """The density level at which the map (or the voxels ``inside``) encloses the volume of
     ``n_residues`` residues of protein."""
     values = m.data[inside] if inside is not None else m.data.ravel()
-    n = int(round(n_residues * _DA_PER_RESIDUE * _A3_PER_DA / float(np.prod(m.voxel_size_a))))
-    n = min(max(n, 1), values.size)
+    return _level_of_top(values, n_residues * _DA_PER_RESIDUE * _A3_PER_DA / float(np.prod(m.voxel_size_a)))
+
+
+def _level_of_top(values: np.ndarray, n: float) -> float:
+    """The level that the highest ``n`` of ``values`` reach (n rounded, at least 1)."""
+    n = min(max(int(round(n)), 1), values.size)
     return float(np.partition(values, values.size - n)[values.size - n])
+
+
+def _zone(m: Map, xyz: np.ndarray, radius_a: float) -> np.ndarray:
+    from ..prep.labels import within
+
+    zone = within(m, xyz, radius_a)
+    if not zone.any():
+        raise ValueError("the atoms lie outside the map")
+    return zone
+
+
+def _tight_box(m: Map, keep: np.ndarray, pad_voxels: int) -> Map:
+    """``m`` in the bounding box of ``keep`` plus ``pad_voxels`` (within the map)."""
+    from ..prep.components import extract
+
+    idx = np.argwhere(keep)  # z, y, x
+    lo = np.maximum(idx.min(0) - pad_voxels, 0)[::-1]
+    hi = np.minimum(idx.max(0) + pad_voxels, np.asarray(m.data.shape) - 1)[::-1]
+    return extract(m, lo, hi - lo + 1, fill=0)
 
 
 def zone_segment(m: Map, xyz: np.ndarray, radius_a: float = ZONE_RADIUS_A, pad_voxels: int = 1) -> Map:
     """ChimeraX ``volume zone nearAtoms ... range r minimalBounds true newMap true``: the voxels
     within ``radius_a`` of the atoms kept, the rest zero, in the tight box of the zone (plus
     ``pad_voxels``)."""
-    from ..prep.components import extract
-    from ..prep.labels import within
-
-    keep = within(m, xyz, radius_a)
-    if not keep.any():
-        raise ValueError("the atoms lie outside the map")
-    idx = np.argwhere(keep)  # z, y, x
-    lo = np.maximum(idx.min(0) - pad_voxels, 0)[::-1]
-    hi = np.minimum(idx.max(0) + pad_voxels, np.asarray(m.data.shape) - 1)[::-1]
-    masked = m.with_data(np.where(keep, m.data, 0).astype(np.float32))
-    return extract(masked, lo, hi - lo + 1, fill=0)
+    keep = _zone(m, xyz, radius_a)
+    return _tight_box(m.with_data(np.where(keep, m.data, 0).astype(np.float32)), keep, pad_voxels)
 
 
 def cut_segment(raw: Map, xyz: np.ndarray, resolution_a: float, native_resolution_a: float,
@@ -124,24 +138,16 @@ def cut_segment(raw: Map, xyz: np.ndarray, resolution_a: float, native_resolutio
     """(segment, level): the atoms' zone of ``raw`` kept only where it is among the highest
     ``share`` of the zone's voxels (already-zero voxels stay zero), the rest zero; low-passed to ``resolution_a`` after
     the mask when the raw map is finer; in the tight box of the mask (plus ``pad_voxels``)."""
-    from ..prep.components import extract
-    from ..prep.labels import within
     from .zone import lowpass
 
-    zone = within(raw, xyz, radius_a)
-    if not zone.any():
-        raise ValueError("the atoms lie outside the map")
+    zone = _zone(raw, xyz, radius_a)
     values = raw.data[zone]
-    n = min(max(int(round(share * values.size)), 1), values.size)
-    level = float(np.partition(values, values.size - n)[values.size - n])
+    level = _level_of_top(values, share * values.size)
     keep = zone & (raw.data >= level) & (raw.data != 0)
     masked = raw.with_data(np.where(keep, raw.data, 0).astype(np.float32))
     if native_resolution_a < resolution_a:
         masked = lowpass(masked, resolution_a, native_resolution_a)
-    idx = np.argwhere(keep)  # z, y, x
-    lo = np.maximum(idx.min(0) - pad_voxels, 0)[::-1]
-    hi = np.minimum(idx.max(0) + pad_voxels, np.asarray(raw.data.shape) - 1)[::-1]
-    return extract(masked, lo, hi - lo + 1, fill=0), level
+    return _tight_box(masked, keep, pad_voxels), level
 
 
 def beta_window(structure, sse, window: int = BETA_WINDOW) -> tuple[str, int, int, int] | None:

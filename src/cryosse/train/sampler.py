@@ -24,19 +24,16 @@ def _degrade_whole(s: Sample, cfg: TrainConfig, g: np.random.Generator, strength
     rc = realism_config(cfg).scaled(strength)
     x, _ = degrade(s.raw, s.y > 0, cfg.voxel_size_a, g, rc, zone=s.labels4 > 0)
     x, keep, box, _ = segment(x, s.labels4 > 0, cfg.voxel_size_a, g, rc)
-    y = s.y if keep is None else np.where(keep, s.y, 0).astype(s.y.dtype)
     if box is None:
         x, pad = normalise(x, cfg.voxel_size_a, cfg.norm)
     else:  # the user's tight box, normalised on its own; outside it, what prediction pads with
         inner, pad = normalise(x[box], cfg.voxel_size_a, cfg.norm)
         x = np.full(x.shape, pad, np.float32)
         x[box] = inner
-        y = y.copy()
-        outside = np.ones(y.shape, bool)
-        outside[box] = False
-        y[outside] = 0
-    if keep is not None and box is not None:
-        keep = keep & ~outside
+        in_box = np.zeros(keep.shape, bool)
+        in_box[box] = True
+        keep = keep & in_box
+    y = s.y if keep is None else np.where(keep, s.y, 0).astype(s.y.dtype)
     points = None if keep is None else {c: np.argwhere(keep & (y == c)) for c in (0, 1, 2)}
     return Sample(sid or s.id, x, y, pad, s.labels4, s.data_voxel_size_a, keep=keep, keep_points=points)
 
