@@ -45,7 +45,12 @@ def main() -> int:
     if a.compare:
         import json
 
-        table = format_comparison(json.loads(Path(a.compare).read_text()), s)
+        from cryosse.evaluate.robustness import decide, format_decision
+
+        old = json.loads(Path(a.compare).read_text())
+        table = format_comparison(old, s)
+        if "selection" in s["targets"] and "selection" in old["targets"]:  # the rule of the notebook
+            table += "\n\n" + format_decision(decide(old, s), old["model"], s["model"])
         (Path(a.output) / "comparison.md").write_text(table + "\n")
         print(table)
     return 0

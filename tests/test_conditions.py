@@ -213,3 +213,38 @@ def test_comparison_matches_rows_and_reports_both_models_targets():
     assert "| report | m | helixonly | 0.45 (0.40) | 0.55 (0.50) | +0.10 | – | – | – |" in text
     assert "only_in_new" not in text  # rows are matched, not invented
     assert "| report | old | 0.53 (missed) | 0.40 (missed) | 3 of 3 | 3 of 3 |" in text
+
+
+def test_decision_counts_only_crossings_that_lose_more_than_the_tolerance():
+    """The notebook's rule (experiment s3): a candidate ships when its mean target fraction beats
+    the shipped model's and no row crosses the floor or the clean-simulation gap while losing
+    more than 0.02; crossings by less are listed, not counted. Hand-computed cases."""
+    from cryosse.evaluate.robustness import decide, format_decision, objective, targets
+
+    def run(model, rows):
+        full = [{"case": "m", "set": "selection", "condition": c, "kind": "x",
+                 "scored": {"helix": True, "sheet": False},
+                 "voxel": {"helix": v, "sheet": float("nan")}, "residue": {"helix": v, "sheet": float("nan")},
+                 "oracle": {"helix": 1.0, "sheet": float("nan")},
+                 "clean_simulation": {"helix": cs, "sheet": float("nan")}} for c, v, cs in rows]
+        return {"model": model, "rows": full, "targets": {"selection": targets(full)}}
+
+    shipped = run("old", [("a", 0.61, 0.65), ("b", 0.80, 0.89), ("c", 0.50, 0.80)])
+    assert objective(shipped["targets"]["selection"]) == pytest.approx((0.61 + 0.80 + 0.50) / 3 / 0.85)
+    # a: below the floor (0.60) by a 0.015 loss: within; b: past the gap (0.105 > 0.1), grown 0.015: within
+    near = run("near", [("a", 0.595, 0.65), ("b", 0.785, 0.89), ("c", 0.70, 0.80)])
+    d = decide(shipped, near)
+    assert d["ships"] and d["against"] == [] and len(d["within_tolerance"]) == 2
+    # the same crossings with 0.05 lost: both count, whatever the objective
+    far = run("far", [("a", 0.56, 0.65), ("b", 0.75, 0.89), ("c", 0.95, 0.80)])
+    d = decide(shipped, far)
+    assert not d["ships"] and d["against"] == ["m/a/helix: below the floor, F1 0.050 lower",
+                                               "m/b/helix: past the gap (0.140), 0.050 wider"]
+    assert d["objective"]["candidate"] > d["objective"]["shipped"]
+    assert "far does not ship" in format_decision(d, "old", "far")
+    # no crossing but a lower objective: does not ship; a row already past the gap is not new
+    worse = run("worse", [("a", 0.61, 0.65), ("b", 0.80, 0.89), ("c", 0.40, 0.80)])
+    d = decide(shipped, worse)
+    assert not d["ships"] and d["against"] == [] and d["within_tolerance"] == []
+    with pytest.raises(ValueError, match="different selection rows"):
+        decide(shipped, run("fewer", [("a", 0.61, 0.70)]))

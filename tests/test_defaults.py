@@ -79,8 +79,10 @@ def test_every_train_key_has_a_source_and_the_losses_are_the_papers():
     assert set(SCHEMA["properties"]["train"]["properties"]) <= {f.name for f in dataclasses.fields(TrainConfig)}
     assert _schema_default("compare_losses.losses") == list(LOSSES)
     bundle = set(SCHEMA["properties"]["bundle"]["properties"])
-    recipe_only = {"resolutions_a", "seeds", "train_splits", "extra_structures", "calibrate"}
+    recipe_only = {"resolutions_a", "seeds", "train_splits", "extra_structures", "calibrate", "finetune"}
     assert bundle - recipe_only <= {f.name for f in dataclasses.fields(TrainConfig)}
+    finetune = set(SCHEMA["properties"]["bundle"]["properties"]["finetune"]["properties"])
+    assert finetune - {"init", "seed_offset"} <= {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def _leaves(schema, doc, prefix=""):
@@ -169,13 +171,17 @@ def test_workflow_stage_configs_are_accepted_by_their_commands(tmp_path):
                 out[k] = sub.get("default")
         return out
 
-    cfgs = stage_configs(defaults(SCHEMA))
+    config = defaults(SCHEMA)
+    assert set(stage_configs(config)) == set(STAGES) - {"bundle_finetune"}  # only with a fine-tune
+    config["bundle"]["finetune"].update(steps=1200, realism_params={"segment_p": 0.5, "cut_keep": [0.3, 0.7]})
+    cfgs = stage_configs(config)
     assert set(cfgs) == set(STAGES)
     reads = {"simulate": [SimulateConfig], "sse": [SSEConfig], "labels": [LabelConfig],
              "components": [ComponentConfig], "fetch": [FetchConfig, ArchiveConfig],
              "query": [EmdbQuery, FetchConfig, ArchiveConfig], "experimental": [QualityConfig],
              "split": [SplitConfig], "train": [TrainConfig], "losses": [TrainConfig],
-             "training_set": [TrainingSetConfig], "bundle_train": [TrainConfig], "predict": [PredictConfig]}
+             "training_set": [TrainingSetConfig], "bundle_train": [TrainConfig], "bundle_finetune": [TrainConfig],
+             "predict": [PredictConfig]}
     import argparse
     import json
 

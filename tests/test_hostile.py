@@ -275,6 +275,25 @@ def test_a_config_file_value_names_the_file_and_key(tmp_path, capsys):
     assert f"{cfg}: fractions: must sum to more than 0" in line
 
 
+@pytest.mark.parametrize("params,problem", [
+    ({"segmnt_p": 0.5}, "realism_params.segmnt_p: not a realism setting (did you mean segment_p?)"),
+    ({"belt_p": -0.1}, "realism_params.belt_p: is a probability: must lie in [0, 1], got -0.1"),
+    ({"belt_reach_a": [20, 8]}, "realism_params.belt_reach_a: low must not be above high, got 20, 8"),
+    ({"cut_keep": 0.5}, "realism_params.cut_keep: must be a range [low, high] of two numbers, got 0.5"),
+    ({"mask_zone_a": "wide"}, "realism_params.mask_zone_a: must be a number, got 'wide'"),
+    ([0.5], "realism_params: must map realism settings to values, got list"),
+])
+def test_realism_params_in_a_config_file_name_the_file_and_key(tmp_path, capsys, params, problem):
+    """A training config's realism_params (RealismConfig fields) are checked before any data is
+    read: one line naming the file, the key and the problem, nothing written."""
+    cfg = tmp_path / "train.json"
+    cfg.write_text(json.dumps({"realism": True, "realism_params": params}))
+    out = tmp_path / "out"
+    line = in_process_error(capsys, "train", "--datalist", tmp_path / "absent.json", "--config", cfg, "-o", out)
+    assert line == f"cryosse: error: {cfg}: {problem}", line
+    assert not out.exists()
+
+
 # ----------------------------------------------------------------------------- 1. file names
 
 

@@ -294,3 +294,31 @@ def test_oversample_option_is_checked():
     for bad in ("0.5", "a,b", "0.7,0.6", "-0.1,0.2"):
         with pytest.raises(InputError, match="--oversample"):
             _oversample(bad)
+
+
+def test_fine_tune_starts_from_one_member_of_an_ensemble(tiny_dataset, tmp_path):
+    """`--init ENSEMBLE --init-member i` (the bundle recipe's fine-tune of a shipped model):
+    the run starts from member i's weights, the card says so, and an ensemble without a member,
+    a member it lacks, or a member of a single network are one-line errors naming the flag or file."""
+    from cryosse.net.checkpoint import ensemble_checkpoints
+    from cryosse.train.loop import TrainConfig, train
+
+    dl = tiny_dataset / "datalist.json"
+    base = dict(steps=1, batch=1, val_every=1, patch=32, preset="small")
+    for seed in (0, 1):
+        train(dl, tmp_path / f"m{seed}", TrainConfig(seed=seed, **base))
+    ens = tmp_path / "ens.pt"
+    ensemble_checkpoints([tmp_path / "m0/checkpoint.pt", tmp_path / "m1/checkpoint.pt"], ens)
+    members = load_checkpoint(ens)[0].members
+    card = train(dl, tmp_path / "ft", TrainConfig(seed=7, **dict(base, lr=1e-12)), init=ens, init_member=1)
+    assert card["init_checkpoint"]["member"] == 1 and card["init_checkpoint"]["path"] == str(ens)
+    tuned = dict(load_checkpoint(tmp_path / "ft/checkpoint.pt")[0].named_parameters())  # weights, not BN statistics
+    for k, v in members[1].named_parameters():
+        assert torch.allclose(tuned[k], v.float(), atol=1e-5), k
+    other = dict(members[0].named_parameters())
+    assert any(not torch.allclose(other[k], v) for k, v in members[1].named_parameters())
+    for init, member, where, what in ((ens, None, "ens.pt", "name the one"), (ens, 2, "--init-member", "0 to 1"),
+                                      (tmp_path / "m0/checkpoint.pt", 0, "--init-member", "single network")):
+        with pytest.raises(InputError, match=what) as e:
+            train(dl, tmp_path / "bad", TrainConfig(**base), init=init, init_member=member)
+        assert where in str(e.value)

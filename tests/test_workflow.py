@@ -143,6 +143,48 @@ def test_dry_run_bundled_model_seeds(tmp_path):
     assert r.returncode != 0 and "train_splits" in r.stdout + r.stderr
 
 
+def test_dry_run_bundled_model_fine_tune(tmp_path):
+    """bundle.finetune: every member is trained on from its own run or, with an init ensemble,
+    from that ensemble's member in the seed's place, with the fine-tune's settings and seed; the
+    ensemble is made of the fine-tuned members. A realism setting that does not exist, or a
+    probability above 1, is a one-line error naming the config key before any job runs."""
+    _default_config(tmp_path)
+    cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    shipped = str(ROOT / "src/cryosse/data/models/cryosse-sse-v1.1.pt")
+    ft = {"steps": 300, "lr": 0.0004, "realism_ramp": "0,0.1", "seed_offset": 50,
+          "realism_params": {"segment_p": 0.5, "belt_p": 0.3}}
+    for init in ("", shipped):
+        cfg["bundle"] = dict(cfg["bundle"], seeds=[0, 3], finetune=dict(ft, init=init))
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+        r = snakemake("-n", "-p", "results/bundle/model/ensemble.pt", cwd=tmp_path)
+        out = r.stdout + r.stderr
+        assert r.returncode == 0, out
+        assert '"realism_params": {"belt_p": 0.3, "segment_p": 0.5}' in out and '"steps": 300' in out
+        assert '"lr": 0.0004' in out and '"realism_ramp": [0.0, 0.1]' in out
+        for k, seed in enumerate((0, 3)):
+            start = shipped if init else f"results/bundle/model/seed{seed}/checkpoint.pt"
+            member = f" --init-member {k}" if init else ""
+            line = next(x for x in out.splitlines() if f"-o results/bundle/model/seed{seed}/finetune " in x)
+            assert f"--seed {seed + 50} --init {start}{member} --threads 1 -o" in " ".join(line.split()), line
+            assert (f"cryosse train --datalist results/bundle/data/datalist.json --config results/config/bundle_train.json "
+                    f"--seed {seed} " in out) == (not init)
+        assert ("cryosse ensemble results/bundle/model/seed0/finetune/checkpoint.pt "
+                "results/bundle/model/seed3/finetune/checkpoint.pt") in out
+    for bad, what in (({"segmnt_p": 0.5}, "bundle.finetune.realism_params.segmnt_p: not a realism setting "
+                                         "(did you mean segment_p?)"),
+                      ({"belt_p": 1.5}, "bundle.finetune.realism_params.belt_p: is a probability"),
+                      ({"cut_keep": [0.8, 0.2]}, "bundle.finetune.realism_params.cut_keep: low must not be above high")):
+        cfg["bundle"]["finetune"] = dict(ft, realism_params=bad)
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+        r = snakemake("-n", "results/bundle/model/ensemble.pt", cwd=tmp_path)
+        assert r.returncode != 0 and what in r.stdout + r.stderr, r.stdout + r.stderr
+        assert "Traceback" not in r.stdout + r.stderr
+    cfg["bundle"]["finetune"] = dict(ft, init=str(tmp_path / "absent.pt"))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake("-n", "results/bundle/model/ensemble.pt", cwd=tmp_path)
+    assert r.returncode != 0 and "bundle.finetune.init" in r.stdout + r.stderr and "absent.pt" in r.stdout + r.stderr
+
+
 def test_predict_maps_runs(tmp_path):
     """snakemake predict_maps with a given checkpoint: prediction, truth labels, scores, slices."""
     import torch

@@ -27,7 +27,7 @@ _EMDB = re.compile(rf"^{EMDB}$")
 
 #: The stages whose settings the workflow writes to ``results/config/{stage}.json``.
 STAGES = ("simulate", "sse", "labels", "components", "fetch", "query", "experimental", "split", "train",
-          "losses", "training_set", "bundle_train", "predict")
+          "losses", "training_set", "bundle_train", "bundle_finetune", "predict")
 
 _TRAIN_KEYS = ("preset", "loss", "norm", "realism", "realism_ramp", "voxel_size_a", "patch", "batch", "steps",
                "lr", "val_every")
@@ -39,12 +39,14 @@ def is_experimental(entry: str) -> bool:
 
 def stage_configs(config: dict) -> dict[str, dict]:
     """Each stage's settings, as its command's ``--config`` takes them (field names of the
-    stage's settings dataclass), from the validated workflow config."""
+    stage's settings dataclass), from the validated workflow config. ``bundle_finetune`` only
+    when the bundle recipe has a fine-tune (``bundle.finetune.steps`` > 0)."""
     c, emdb, q = config["components"], config["emdb"], config["emdb"]["query"]
     train, bundle, losses = config["train"], config["bundle"], config["compare_losses"]
+    ft = bundle["finetune"]
     radius = config["labels"]["radius_a"]
     mem = {"max_memory_gb": config["max_memory_gb"]}  # the preparation jobs' budget (cryosse.io.budget)
-    return {
+    out = {
         "simulate": {"voxel_size_a": config["simulate"]["voxel_size_a"], **mem},
         "sse": {"engine": config["sse"]["engine"], "helix": config["sse"]["classes"]["helix"],
                 "sheet": config["sse"]["classes"]["sheet"]},
@@ -64,10 +66,19 @@ def stage_configs(config: dict) -> dict[str, dict]:
                          "label_radius_a": radius, "train_splits": bundle["train_splits"],
                          "max_identity": config["split"]["max_identity"]},
         # the seed comes from the job; the config writes the ramp as "start,full"
-        "bundle_train": {**{k: bundle[k] for k in _TRAIN_KEYS},
-                         "realism_ramp": [float(v) for v in str(bundle["realism_ramp"]).split(",")]},
+        "bundle_train": {**{k: bundle[k] for k in _TRAIN_KEYS}, "realism_ramp": _ramp(bundle["realism_ramp"]),
+                         **({"realism_params": bundle["realism_params"]} if bundle["realism_params"] else {})},
         "predict": {"max_memory_gb": config["predict"]["max_memory_gb"]},
     }
+    if ft["steps"]:  # the second stage: the same run, its own steps, rate, ramp and realism
+        out["bundle_finetune"] = {**{k: bundle[k] for k in _TRAIN_KEYS}, "realism_ramp": _ramp(ft["realism_ramp"]),
+                                  **{k: ft[k] for k in ("steps", "lr", "val_every", "realism_params")}}
+    return out
+
+
+def _ramp(text) -> list[float]:
+    """The config's realism ramp, written "start,full", as the run's two fractions."""
+    return [float(v) for v in str(text).split(",")]
 
 
 #: the settings classes each stage's command reads, and the config section it comes from
@@ -78,6 +89,7 @@ _READS = {"simulate": (("SimulateConfig",), "simulate"), "sse": (("SSEConfig",),
           "experimental": (("QualityConfig",), "experimental"), "split": (("SplitConfig",), "split"),
           "train": (("TrainConfig",), "train"), "losses": (("TrainConfig",), "compare_losses"),
           "training_set": (("TrainingSetConfig",), "bundle"), "bundle_train": (("TrainConfig",), "bundle"),
+          "bundle_finetune": (("TrainConfig",), "bundle.finetune"),
           "predict": (("PredictConfig",), "predict")}
 
 
@@ -114,8 +126,9 @@ def check_config(config: dict) -> None:
             bad = rules.problems_in(name, values)
             if bad:
                 raise InputError(f"config {section}.{bad[0][0]}", bad[0][1])
-    must_exist = [("structures", config["structures"]), ("bundle.extra_structures",
-                                                          config["bundle"]["extra_structures"])]
+    must_exist = [("structures", config["structures"]),
+                  ("bundle.extra_structures", config["bundle"]["extra_structures"]),
+                  ("bundle.finetune.init", config["bundle"]["finetune"]["init"])]
     if not config["emdb"]["query"]["enabled"]:
         must_exist.append(("emdb.table", config["emdb"]["table"]))
     for k, m in enumerate(config["predict"]["maps"]):

@@ -1,6 +1,8 @@
 # The bundled model's recipe: whole-entry simulations of the train/val entries at several
-# resolutions on the working grid, training with on-the-fly realism, and (when the real maps
-# are present) its scores on them. `snakemake bundled_model`.
+# resolutions on the working grid, training with on-the-fly realism, optionally a fine-tune of
+# every member with its own realism (bundle.finetune, from the runs or from a shipped
+# ensemble's members), calibration, and (when the real maps are present) its scores on them.
+# `snakemake bundled_model`.
 
 
 rule training_set:
@@ -45,9 +47,37 @@ rule bundle_train:
         "--threads {threads} -o {params.folder:q} 2> {log:q}"
 
 
+rule bundle_finetune:
+    input:
+        datalist="results/bundle/data/datalist.json",
+        init=finetune_init,
+        settings=stage_config("bundle_finetune"),
+    output:
+        checkpoint="results/bundle/model/seed{seed}/finetune/checkpoint.pt",
+        card="results/bundle/model/seed{seed}/finetune/model_card.json",
+        curve=report("results/bundle/model/seed{seed}/finetune/training_curve.png", category="Bundled model",
+                     subcategory="training curves", caption="../report/training_curve.rst"),
+    wildcard_constraints:
+        seed=r"\d+",
+    params:
+        folder=folder_of("checkpoint"),
+        member=finetune_member,
+        seed=lambda wc: int(wc.seed) + FINETUNE["seed_offset"],
+    threads: 2 if len(BUNDLE["seeds"]) == 1 else 1
+    log:
+        "logs/bundle/finetune_seed{seed}.log",
+    benchmark:
+        "benchmarks/bundle_finetune_seed{seed}.tsv"
+    conda:
+        "../../envs/cryosse.yaml"
+    shell:
+        "cryosse train --datalist {input.datalist:q} --config {input.settings:q} --seed {params.seed:q} "
+        "--init {input.init:q} {params.member:q} --threads {threads} -o {params.folder:q} 2> {log:q}"
+
+
 rule bundle_ensemble:
     input:
-        expand("results/bundle/model/seed{seed}/checkpoint.pt", seed=BUNDLE["seeds"]),
+        [bundle_member(seed) for seed in BUNDLE["seeds"]],
     output:
         "results/bundle/model/ensemble.pt",
     log:

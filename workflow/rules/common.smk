@@ -167,11 +167,29 @@ def bundle_targets(wildcards):
     return targets
 
 
+FINETUNE = BUNDLE["finetune"]
+
+
+def bundle_member(seed):
+    """A member of the recipe's model: the seed's run, or its fine-tune when the recipe has one."""
+    return f"results/bundle/model/seed{seed}/" + ("finetune/" if FINETUNE["steps"] else "") + "checkpoint.pt"
+
+
+def finetune_init(wildcards):
+    """What the seed's fine-tune starts from: its own run, or a member of bundle.finetune.init."""
+    return FINETUNE["init"] or f"results/bundle/model/seed{wildcards.seed}/checkpoint.pt"
+
+
+def finetune_member(wildcards):
+    """``--init-member i`` when bundle.finetune.init is an ensemble: the seed's place in bundle.seeds."""
+    return ["--init-member", str(BUNDLE["seeds"].index(int(wildcards.seed)))] if FINETUNE["init"] else []
+
+
 def bundle_trained(wildcards=None):
-    """The recipe's trained model: the one run's best checkpoint, or the ensemble of the seeds' runs."""
+    """The recipe's trained model: the one member, or the ensemble of the seeds' members."""
     seeds = BUNDLE["seeds"]
     if len(seeds) == 1:
-        return f"results/bundle/model/seed{seeds[0]}/checkpoint.pt"
+        return bundle_member(seeds[0])
     return "results/bundle/model/ensemble.pt"
 
 

@@ -34,7 +34,7 @@ def cmd_train(a) -> None:
     if a.threads:
         import torch
         torch.set_num_threads(a.threads)
-    card = train(a.datalist, a.output, cfg, init=a.init, resume=not a.no_resume)
+    card = train(a.datalist, a.output, cfg, init=a.init, init_member=a.init_member, resume=not a.no_resume)
     m = card["metrics"] or {}
     say(f"{a.output}/checkpoint.pt: best at step {card['step']} of {card['steps_run']} "
         f"({card['stop_reason']}): validation F1 helix {m.get('val_helix_f1', float('nan')):.3f}, "
@@ -116,6 +116,8 @@ def register(sub) -> None:
                  help="class-aware sampling: fractions HELIX,SHEET of patch centres on helix and on sheet "
                  "voxels (0,0 draws every centre uniformly)")
     s.add_argument("--init", help="start from this checkpoint's weights (fine-tuning)")
+    s.add_argument("--init-member", type=int, default=None,
+                   help="with an ensemble as --init: start from its member N (0-based, in the card's members order)")
     s.add_argument("--no-resume", action="store_true", help="ignore OUTPUT/last.pt")
     s.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     config_option(s)

@@ -24,13 +24,18 @@ import numpy as np
 from ..io import read_map, write_json, write_text
 from .conditions import MIN_CLASS_VOXELS, derive
 
-__all__ = ["score_conditions", "format_conditions", "format_comparison", "targets", "TARGET_RATIO", "FLOOR_RATIO", "CLEAN_GAP"]
+__all__ = ["score_conditions", "format_conditions", "format_comparison", "targets", "decide", "format_decision", "objective",
+           "TARGET_RATIO", "FLOOR_RATIO", "CLEAN_GAP", "DECISION_TOLERANCE"]
 
 #: Mean F1 / mean oracle F1 targets per class, the floor of any row, the clean-simulation gap.
 TARGET_RATIO = {"helix": 0.85, "sheet": 0.75}
 FLOOR_RATIO = 0.6
 CLEAN_GAP = 0.1
 CLASSES = ("helix", "sheet")
+#: A candidate's row counts against it only if it crosses the floor or the gap and loses more
+#: than this much F1 (or gap) against the shipped model (fixed in the notebook, experiment s3,
+#: before the runs it judges): changes of +-0.01 at a threshold are noise on these rows.
+DECISION_TOLERANCE = 0.02
 
 
 def _score_one(d, net, card, device, sse, has_sheet: bool, clean_cache: dict, on_prediction=None) -> dict:
@@ -134,6 +139,61 @@ def targets(rows: list[dict]) -> dict:
     out["met"] = all(v["met"] for v in out["classes"].values() if v["rows"]) and not out["below_floor"] \
         and not out["clean_gap"]
     return out
+
+
+def objective(t: dict) -> float:
+    """The mean, over the classes a set scores, of its target fraction (F1 / oracle over the
+    target ratio): the one number candidates are ranked by."""
+    parts = [v["ratio"] / v["target"] for v in t["classes"].values() if v["rows"]]
+    return float(np.mean(parts)) if parts else float("nan")
+
+
+def decide(shipped: dict, candidate: dict, set_name: str = "selection",
+           tolerance: float = DECISION_TOLERANCE) -> dict:
+    """The decision rule of the notebook on two runs of the benchmark (``conditions.json`` of
+    the shipped model and of a candidate): the candidate ships when its objective on
+    ``set_name`` beats the shipped model's and no row counts against it. A row counts when, for
+    a class it scores, the candidate is below the floor where the shipped model is not and
+    loses more than ``tolerance`` F1, or is beyond the clean-simulation gap where the shipped
+    model is not and its gap grows by more than ``tolerance``. Rows are matched by set, map and
+    condition; a candidate row the shipped run lacks is an error (the two runs must score the
+    same rows)."""
+    before = {(r["set"], r["case"], r["condition"]): r for r in shipped["rows"] if r["set"] == set_name}
+    rows = [r for r in candidate["rows"] if r["set"] == set_name]
+    missing = [f"{r['case']}/{r['condition']}" for r in rows if (r["set"], r["case"], r["condition"]) not in before]
+    if missing or len(rows) != len(before):
+        raise ValueError(f"the two runs score different {set_name} rows ({', '.join(missing[:3]) or 'fewer rows'})")
+    against, near = [], []
+    for r in rows:
+        o = before[(r["set"], r["case"], r["condition"])]
+        for c in CLASSES:
+            if not (r["scored"][c] and o["scored"][c]) or math.isnan(r["oracle"][c]):
+                continue
+            name = f"{r['case']}/{r['condition']}/{c}"
+            floor = FLOOR_RATIO * r["oracle"][c]
+            loss = o["voxel"][c] - r["voxel"][c]
+            if r["voxel"][c] < floor <= o["voxel"][c]:
+                (against if loss > tolerance else near).append(f"{name}: below the floor, F1 {loss:.3f} lower")
+            gap_new = r["clean_simulation"][c] - r["voxel"][c]
+            gap_old = o["clean_simulation"][c] - o["voxel"][c]
+            if gap_new > CLEAN_GAP >= gap_old:
+                grew = gap_new - gap_old
+                (against if grew > tolerance else near).append(f"{name}: past the gap ({gap_new:.3f}), "
+                                                               f"{grew:.3f} wider")
+    a, b = objective(targets(list(before.values()))), objective(targets(rows))
+    return {"set": set_name, "tolerance": tolerance, "objective": {"shipped": a, "candidate": b},
+            "against": against, "within_tolerance": near, "ships": bool(b > a and not against)}
+
+
+def format_decision(d: dict, shipped: str, candidate: str) -> str:
+    """The decision as lines of Markdown."""
+    o = d["objective"]
+    lines = [f"Decision on the {d['set']} set: mean target fraction {shipped} {o['shipped']:.3f}, "
+             f"{candidate} {o['candidate']:.3f}; rows against {candidate} (crossing the floor or the gap "
+             f"and losing more than {d['tolerance']:g}): {len(d['against'])}; crossings within it: "
+             f"{len(d['within_tolerance'])}. **{candidate} {'ships' if d['ships'] else 'does not ship'}.**", ""]
+    lines += [f"- against: {x}" for x in d["against"]] + [f"- within tolerance: {x}" for x in d["within_tolerance"]]
+    return "\n".join(lines)
 
 
 def _f(v) -> str:

@@ -94,6 +94,10 @@ def problems_in(name: str, values: dict) -> list[tuple[str, str]]:
             out.append(("fractions", "must map splits to fractions >= 0"))
         elif not sum(fr.values()) > 0:
             out.append(("fractions", f"must sum to more than 0, got {fr}"))
+    if name == "TrainConfig" and "realism_params" in values:
+        from ..prep.realism import realism_problems
+
+        out += realism_problems(values["realism_params"])
     for f in URL_FIELDS.get(name, ()):
         problem = url_problem(values[f]) if f in values else None
         if problem:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["RealismConfig", "degrade", "segment", "local_normalise", "support_normalise", "LOCAL_NORM_SIGMA_A"]
+__all__ = ["RealismConfig", "realism_problems", "degrade", "segment", "local_normalise", "support_normalise", "LOCAL_NORM_SIGMA_A"]
 
 #: Width (Å) of the Gaussian window of :func:`local_normalise`: wider than a helix (~10 Å),
 #: so the contrast between a helix and its surroundings survives.
@@ -73,6 +73,37 @@ class RealismConfig:
         """This configuration with every probability multiplied by ``strength`` (0 to 1)."""
         s = float(min(max(strength, 0.0), 1.0))
         return RealismConfig(**{k: (v * s if k.endswith("_p") else v) for k, v in asdict(self).items()})
+
+
+def realism_problems(params) -> list[tuple[str, str]]:
+    """``(field, problem)`` for every entry of a run's ``realism_params`` that is not a
+    :class:`RealismConfig` field or has the wrong kind of value: probabilities (``*_p``) in
+    [0, 1], ranges as two finite numbers low <= high, other settings finite numbers >= 0."""
+    import difflib
+    from dataclasses import fields
+
+    if not isinstance(params, dict):
+        return [("realism_params", f"must map realism settings to values, got {type(params).__name__}")]
+    defaults = {f.name: f.default for f in fields(RealismConfig)}
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
+    out = []
+    for k, v in params.items():
+        where = f"realism_params.{k}"
+        if k not in defaults:
+            near = difflib.get_close_matches(str(k), defaults, n=1)
+            out.append((where, "not a realism setting" + (f" (did you mean {near[0]}?)" if near else "")))
+        elif isinstance(defaults[k], tuple):
+            if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(number(x) for x in v)):
+                out.append((where, f"must be a range [low, high] of two numbers, got {v!r}"))
+            elif not v[0] <= v[1]:
+                out.append((where, f"low must not be above high, got {v[0]:g}, {v[1]:g}"))
+        elif not number(v):
+            out.append((where, f"must be a number, got {v!r}"))
+        elif k.endswith("_p") and not 0 <= v <= 1:
+            out.append((where, f"is a probability: must lie in [0, 1], got {v:g}"))
+        elif v < 0:
+            out.append((where, f"must be >= 0, got {v:g}"))
+    return out
 
 
 def _gauss(x: np.ndarray, sigma_vox: float) -> np.ndarray:

@@ -152,15 +152,29 @@ def _network(cfg: TrainConfig) -> tuple[torch.nn.Module, dict]:
     return net, arch
 
 
-def _init_from(net, card: dict, init, arch: dict, data_voxel: float, cfg: TrainConfig) -> None:
-    """Start from another checkpoint's weights (same classes, data voxel size, architecture)."""
+def _init_from(net, card: dict, init, arch: dict, data_voxel: float, cfg: TrainConfig,
+               member: int | None = None) -> None:
+    """Start from another checkpoint's weights (same classes, data voxel size, architecture);
+    from an ensemble's ``member`` (its index) when ``init`` is an ensemble."""
     init_net, init_card, _ = load_checkpoint(init)
     check_compatible(init_card, classes=list(CLASS3), voxel_size_a=data_voxel, path=str(init))
-    if init_card["arch"] != arch:
-        raise InputError(init, f"architecture {init_card['arch'].get('preset')} differs from {cfg.preset}")
+    init_arch, step = init_card["arch"], init_card.get("step")
+    if init_arch.get("type") == "ensemble":
+        n = len(init_arch["members"])
+        if member is None:
+            raise InputError(init, f"is an ensemble of {n} networks: name the one to start from (--init-member)")
+        if not 0 <= member < n:
+            raise InputError("--init-member", f"{member} is not a member of {init} (0 to {n - 1})")
+        init_net, init_arch = init_net.members[member], init_arch["members"][member]
+        step = init_card["members"][member].get("step")
+    elif member is not None:
+        raise InputError("--init-member", f"{init} is a single network, not an ensemble")
+    if init_arch != arch:
+        raise InputError(init, f"architecture {init_arch.get('preset')} differs from {cfg.preset}")
     net.load_state_dict(init_net.state_dict())
     card["init_checkpoint"] = {"path": str(init), "data_sha256": init_card.get("data_sha256"),
-                               "loss": init_card.get("loss"), "step": init_card.get("step")}
+                               "loss": init_card.get("loss"), "step": step,
+                               **({"member": member} if member is not None else {})}
 
 
 def _resumable(last: Path, device: str, card: dict, data_voxel: float) -> dict | None:
@@ -197,11 +211,11 @@ def _validate(net, val_s: list[Sample], val_real: list[Sample], card: dict, divi
 
 def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
           cfg: TrainConfig = TrainConfig(), *, init: str | os.PathLike | None = None,
-          resume: bool = True) -> dict:
+          init_member: int | None = None, resume: bool = True) -> dict:
     """Train a U-Net on a datalist (see module doc for the files written).
 
     ``init``: start from another checkpoint's weights (fine-tuning); it must have the same
-    classes and data voxel size. ``resume``: continue from ``out_dir/last.pt`` if present.
+    classes and data voxel size; ``init_member`` picks one network of an ensemble. ``resume``: continue from ``out_dir/last.pt`` if present.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -227,7 +241,7 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
     loss_fn = make_loss(cfg.loss, gamma=cfg.focal_gamma, alpha=alpha, weights=tuple(cfg.loss_weights))
     card = _model_card(cfg, arch, datalist_path, len(train_s), len(val_s), data_voxel, device, use_amp)
     if init:
-        _init_from(net, card, init, arch, data_voxel, cfg)
+        _init_from(net, card, init, arch, data_voxel, cfg, init_member)
     net = net.to(device)
     opt, sched = _make_optimizer(net, cfg)
     sampler = PatchSampler(train_s, cfg, rng)
