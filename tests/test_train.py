@@ -317,6 +317,9 @@ def test_fine_tune_starts_from_one_member_of_an_ensemble(tiny_dataset, tmp_path)
         assert torch.allclose(tuned[k], v.float(), atol=1e-5), k
     other = dict(members[0].named_parameters())
     assert any(not torch.allclose(other[k], v) for k, v in members[1].named_parameters())
+    # an ensemble of fine-tuned members records where each started
+    card = ensemble_checkpoints([tmp_path / "ft/checkpoint.pt", tmp_path / "m0/checkpoint.pt"], tmp_path / "e2.pt")
+    assert card["members"][0]["init_checkpoint"]["member"] == 1 and "init_checkpoint" not in card["members"][1]
     for init, member, where, what in ((ens, None, "ens.pt", "name the one"), (ens, 2, "--init-member", "0 to 1"),
                                       (tmp_path / "m0/checkpoint.pt", 0, "--init-member", "single network")):
         with pytest.raises(InputError, match=what) as e:

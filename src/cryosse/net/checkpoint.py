@@ -123,7 +123,8 @@ def ensemble_checkpoints(srcs: list[str | os.PathLike], dst: str | os.PathLike, 
     members = [{"checkpoint": Path(s).name, "loss": c.get("loss"), "step": c.get("step"),
                 "seed": (c.get("train_config") or {}).get("seed"), "train_config": c.get("train_config"),
                 "metrics": c.get("metrics"), "device": c.get("device"), "gpu_run": c.get("gpu_run"),
-                "train_time_s": c.get("train_time_s"), "data_sha256": c.get("data_sha256")}
+                "train_time_s": c.get("train_time_s"), "data_sha256": c.get("data_sha256"),
+                **({"init_checkpoint": c["init_checkpoint"]} if c.get("init_checkpoint") else {})}
                for s, c in zip(srcs, cards)]
     arch = {"type": "ensemble", "n_classes": first["arch"]["n_classes"], "members": archs,
             "preset": "ensemble of " + ", ".join(sorted({a.get("preset", "?") for a in archs}))}
