@@ -82,7 +82,7 @@ def test_every_train_key_has_a_source_and_the_losses_are_the_papers():
     recipe_only = {"resolutions_a", "seeds", "train_splits", "extra_structures", "calibrate", "finetune"}
     assert bundle - recipe_only <= {f.name for f in dataclasses.fields(TrainConfig)}
     finetune = set(SCHEMA["properties"]["bundle"]["properties"]["finetune"]["properties"])
-    assert finetune - {"init", "seed_offset"} <= {f.name for f in dataclasses.fields(TrainConfig)}
+    assert finetune - {"init", "seed_offsets"} <= {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def _leaves(schema, doc, prefix=""):

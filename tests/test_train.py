@@ -325,3 +325,48 @@ def test_fine_tune_starts_from_one_member_of_an_ensemble(tiny_dataset, tmp_path)
         with pytest.raises(InputError, match=what) as e:
             train(dl, tmp_path / "bad", TrainConfig(**base), init=init, init_member=member)
         assert where in str(e.value)
+
+
+def test_soup_is_the_mean_of_fine_tunes_of_one_start(tiny_dataset, tmp_path):
+    """`cryosse soup`: the weights and BatchNorm statistics of the output are the element-wise
+    mean of the sources' (checked against a direct mean); sources that did not start from the
+    same checkpoint, an ensemble, or a run that was not a fine-tune are refused naming the file."""
+    from cryosse.cli import main
+    from cryosse.net.checkpoint import ensemble_checkpoints
+    from cryosse.train.loop import TrainConfig, train
+
+    dl = tiny_dataset / "datalist.json"
+    base = dict(steps=2, batch=1, val_every=2, patch=32, preset="small")
+    for seed in (0, 1):
+        train(dl, tmp_path / f"m{seed}", TrainConfig(seed=seed, **base))
+    start = tmp_path / "m0/checkpoint.pt"
+    for seed in (5, 6):
+        train(dl, tmp_path / f"ft{seed}", TrainConfig(seed=seed, **base), init=start)
+    train(dl, tmp_path / "other", TrainConfig(seed=7, **base), init=tmp_path / "m1/checkpoint.pt")
+    srcs = [tmp_path / "ft5/checkpoint.pt", tmp_path / "ft6/checkpoint.pt"]
+    assert main(["soup", *map(str, srcs), "--datalist", str(dl), "-o", str(tmp_path / "soup.pt")]) == 0
+    net, card, blob = load_checkpoint(tmp_path / "soup.pt")
+    assert set(card["metrics"]) >= {"val_helix_f1", "val_sheet_f1", "val_other_f1"}
+    # validation outside training gives what training recorded for the same weights
+    from cryosse.train.loop import validate
+
+    src_net, src_card, _ = load_checkpoint(srcs[0])
+    again = validate(src_net, src_card, dl)
+    assert {k: again[k] for k in again if k.startswith("val_")} == pytest.approx(
+        {k: v for k, v in src_card["metrics"].items() if k.startswith("val_")}, nan_ok=True)
+    a, b = (torch.load(s, weights_only=True)["state_dict"] for s in srcs)
+    for k, v in blob["state_dict"].items():
+        if v.is_floating_point():
+            assert torch.allclose(v, (a[k] + b[k]) / 2, atol=1e-7), k
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())  # the sources differ
+    assert [s["seed"] for s in card["soup"]] == [5, 6] and card["init_checkpoint"]["path"] == str(start)
+    ens = ensemble_checkpoints([tmp_path / "soup.pt", tmp_path / "m1/checkpoint.pt"], tmp_path / "ens.pt")
+    assert [x["seed"] for x in ens["members"][0]["soup"]] == [5, 6]
+    from cryosse.net.checkpoint import soup_checkpoints
+
+    for bad, what in (([srcs[0], tmp_path / "other/checkpoint.pt"], "start differs"),
+                      ([tmp_path / "ens.pt", srcs[0]], "is an ensemble"),
+                      ([start, srcs[0]], "records no init checkpoint")):
+        with pytest.raises(InputError, match=what):
+            soup_checkpoints(bad, tmp_path / "bad.pt")
+    assert not (tmp_path / "bad.pt").exists()

@@ -151,7 +151,7 @@ def test_dry_run_bundled_model_fine_tune(tmp_path):
     _default_config(tmp_path)
     cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
     shipped = str(ROOT / "src/cryosse/data/models/cryosse-sse-v1.1.pt")
-    ft = {"steps": 300, "lr": 0.0004, "realism_ramp": "0,0.1", "seed_offset": 50,
+    ft = {"steps": 300, "lr": 0.0004, "realism_ramp": "0,0.1", "seed_offsets": [50],
           "realism_params": {"segment_p": 0.5, "belt_p": 0.3}}
     for init in ("", shipped):
         cfg["bundle"] = dict(cfg["bundle"], seeds=[0, 3], finetune=dict(ft, init=init))
@@ -164,12 +164,25 @@ def test_dry_run_bundled_model_fine_tune(tmp_path):
         for k, seed in enumerate((0, 3)):
             start = shipped if init else f"results/bundle/model/seed{seed}/checkpoint.pt"
             member = f" --init-member {k}" if init else ""
-            line = next(x for x in out.splitlines() if f"-o results/bundle/model/seed{seed}/finetune " in x)
+            line = next(x for x in out.splitlines() if f"-o results/bundle/model/seed{seed}/finetune50 " in x)
             assert f"--seed {seed + 50} --init {start}{member} --threads 1 -o" in " ".join(line.split()), line
             assert (f"cryosse train --datalist results/bundle/data/datalist.json --config results/config/bundle_train.json "
                     f"--seed {seed} " in out) == (not init)
-        assert ("cryosse ensemble results/bundle/model/seed0/finetune/checkpoint.pt "
-                "results/bundle/model/seed3/finetune/checkpoint.pt") in out
+        assert ("cryosse ensemble results/bundle/model/seed0/finetune50/checkpoint.pt "
+                "results/bundle/model/seed3/finetune50/checkpoint.pt") in out
+    # two seed offsets: two fine-tunes per member, averaged (cryosse soup), and the soups ensembled
+    cfg["bundle"]["finetune"]["seed_offsets"] = [0, 100]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake("-n", "-p", "results/bundle/model/ensemble.pt", cwd=tmp_path)
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 0, out
+    for seed in (0, 3):
+        for offset in (0, 100):
+            assert f"--seed {seed + offset} --init {shipped} --init-member {(0, 3).index(seed)} --threads 1" in out
+        assert (f"cryosse soup results/bundle/model/seed{seed}/finetune0/checkpoint.pt "
+                f"results/bundle/model/seed{seed}/finetune100/checkpoint.pt --datalist results/bundle/data/datalist.json "
+                f"--threads 1 -o results/bundle/model/seed{seed}/soup.pt" in out)
+    assert "cryosse ensemble results/bundle/model/seed0/soup.pt results/bundle/model/seed3/soup.pt" in out
     for bad, what in (({"segmnt_p": 0.5}, "bundle.finetune.realism_params.segmnt_p: not a realism setting "
                                          "(did you mean segment_p?)"),
                       ({"belt_p": 1.5}, "bundle.finetune.realism_params.belt_p: is a probability"),

@@ -1,7 +1,7 @@
 # The bundled model's recipe: whole-entry simulations of the train/val entries at several
 # resolutions on the working grid, training with on-the-fly realism, optionally a fine-tune of
 # every member with its own realism (bundle.finetune, from the runs or from a shipped
-# ensemble's members), calibration, and (when the real maps are present) its scores on them.
+# ensemble's members; several fine-tune seeds per member are averaged, cryosse soup), calibration, and (when the real maps are present) its scores on them.
 # `snakemake bundled_model`.
 
 
@@ -53,26 +53,44 @@ rule bundle_finetune:
         init=finetune_init,
         settings=stage_config("bundle_finetune"),
     output:
-        checkpoint="results/bundle/model/seed{seed}/finetune/checkpoint.pt",
-        card="results/bundle/model/seed{seed}/finetune/model_card.json",
-        curve=report("results/bundle/model/seed{seed}/finetune/training_curve.png", category="Bundled model",
+        checkpoint="results/bundle/model/seed{seed}/finetune{offset}/checkpoint.pt",
+        card="results/bundle/model/seed{seed}/finetune{offset}/model_card.json",
+        curve=report("results/bundle/model/seed{seed}/finetune{offset}/training_curve.png", category="Bundled model",
                      subcategory="training curves", caption="../report/training_curve.rst"),
     wildcard_constraints:
         seed=r"\d+",
+        offset=r"\d+",
     params:
         folder=folder_of("checkpoint"),
         member=finetune_member,
-        seed=lambda wc: int(wc.seed) + FINETUNE["seed_offset"],
-    threads: 2 if len(BUNDLE["seeds"]) == 1 else 1
+        seed=lambda wc: int(wc.seed) + int(wc.offset),
+    threads: 2 if len(BUNDLE["seeds"]) * len(FINETUNE["seed_offsets"]) == 1 else 1
     log:
-        "logs/bundle/finetune_seed{seed}.log",
+        "logs/bundle/finetune_seed{seed}_{offset}.log",
     benchmark:
-        "benchmarks/bundle_finetune_seed{seed}.tsv"
+        "benchmarks/bundle_finetune_seed{seed}_{offset}.tsv"
     conda:
         "../../envs/cryosse.yaml"
     shell:
         "cryosse train --datalist {input.datalist:q} --config {input.settings:q} --seed {params.seed:q} "
         "--init {input.init:q} {params.member:q} --threads {threads} -o {params.folder:q} 2> {log:q}"
+
+
+rule bundle_soup:
+    input:
+        finetunes=lambda wc: finetunes(wc.seed),
+        datalist="results/bundle/data/datalist.json",
+    output:
+        "results/bundle/model/seed{seed}/soup.pt",
+    wildcard_constraints:
+        seed=r"\d+",
+    threads: 1 if len(BUNDLE["seeds"]) > 1 else 2
+    log:
+        "logs/bundle/soup_seed{seed}.log",
+    conda:
+        "../../envs/cryosse.yaml"
+    shell:
+        "cryosse soup {input.finetunes:q} --datalist {input.datalist:q} --threads {threads} -o {output:q} 2> {log:q}"
 
 
 rule bundle_ensemble:

@@ -170,9 +170,18 @@ def bundle_targets(wildcards):
 FINETUNE = BUNDLE["finetune"]
 
 
+def finetunes(seed):
+    """The seed's fine-tunes, one per bundle.finetune.seed_offsets."""
+    return [f"results/bundle/model/seed{seed}/finetune{o}/checkpoint.pt" for o in FINETUNE["seed_offsets"]]
+
+
 def bundle_member(seed):
-    """A member of the recipe's model: the seed's run, or its fine-tune when the recipe has one."""
-    return f"results/bundle/model/seed{seed}/" + ("finetune/" if FINETUNE["steps"] else "") + "checkpoint.pt"
+    """A member of the recipe's model: the seed's run; with a fine-tune, its fine-tune, or the
+    mean weights of its fine-tunes (cryosse soup) when there are several seed offsets."""
+    if not FINETUNE["steps"]:
+        return f"results/bundle/model/seed{seed}/checkpoint.pt"
+    tunes = finetunes(seed)
+    return tunes[0] if len(tunes) == 1 else f"results/bundle/model/seed{seed}/soup.pt"
 
 
 def finetune_init(wildcards):

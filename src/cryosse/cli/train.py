@@ -67,6 +67,22 @@ def cmd_ensemble(a) -> None:
         f"{Path(a.output).stat().st_size / 1e6:.1f} MB")
 
 
+def cmd_soup(a) -> None:
+    from ..io import write_json
+    from ..net.checkpoint import soup_checkpoints
+
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
+    card = soup_checkpoints(a.checkpoints, a.output, validate_on=a.datalist)
+    write_json(Path(str(a.output)).with_suffix(".json"), card)
+    m = card["metrics"] or {}
+    val = (f"; validation F1 helix {m['val_helix_f1']:.3f}, sheet {m['val_sheet_f1']:.3f}"
+           if "val_helix_f1" in m else "")
+    say(f"{a.output}: the mean weights of {len(a.checkpoints)} fine-tunes of "
+        f"{card['init_checkpoint']['path']} (seeds {', '.join(str(x['seed']) for x in card['soup'])}){val}")
+
+
 def register(sub) -> None:
     from ..net.inputs import NORMALISATIONS
     from ..net.presets import PRESETS
@@ -130,6 +146,17 @@ def register(sub) -> None:
                     "ensemble seed0/checkpoint.pt seed1/checkpoint.pt -o ensemble.pt", cmd_ensemble)
     s.add_argument("checkpoints", nargs="+", help="checkpoints from 'cryosse train'")
     s.add_argument("--float16", action="store_true", help="store weights as float16")
+    output_option(s, "output checkpoint")
+
+    s = add_command(sub, "soup", "average the weights of fine-tunes of one start (a model soup)",
+                    "One network whose weights are the mean of several fine-tunes that began from the same "
+                    "checkpoint (their cards' init_checkpoint must agree, as must architecture and data): the "
+                    "seed noise of a fine-tune averaged out at no extra prediction cost. The card lists each "
+                    "source's seed, steps and validation metrics.",
+                    "soup ft_seed0/checkpoint.pt ft_seed100/checkpoint.pt -o soup.pt", cmd_soup)
+    s.add_argument("checkpoints", nargs="+", help="fine-tunes from 'cryosse train --init' of one checkpoint")
+    s.add_argument("--datalist", help="the sources' datalist: validate the soup as training validates a run")
+    s.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     output_option(s, "output checkpoint")
 
     s = add_command(sub, "export-model", "a slim checkpoint for distribution (the bundled model)",

@@ -16,7 +16,8 @@ from ..errors import InputError
 from ..io import atomic_path
 from .network import UNet3D, build_network
 
-__all__ = ["save_checkpoint", "load_checkpoint", "check_compatible", "export_checkpoint", "ensemble_checkpoints"]
+__all__ = ["save_checkpoint", "load_checkpoint", "check_compatible", "export_checkpoint", "ensemble_checkpoints",
+           "soup_checkpoints"]
 
 CARD_FORMAT = 1
 
@@ -124,7 +125,7 @@ def ensemble_checkpoints(srcs: list[str | os.PathLike], dst: str | os.PathLike, 
                 "seed": (c.get("train_config") or {}).get("seed"), "train_config": c.get("train_config"),
                 "metrics": c.get("metrics"), "device": c.get("device"), "gpu_run": c.get("gpu_run"),
                 "train_time_s": c.get("train_time_s"), "data_sha256": c.get("data_sha256"),
-                **({"init_checkpoint": c["init_checkpoint"]} if c.get("init_checkpoint") else {})}
+                **{k: c[k] for k in ("init_checkpoint", "soup") if c.get(k)}}
                for s, c in zip(srcs, cards)]
     arch = {"type": "ensemble", "n_classes": first["arch"]["n_classes"], "members": archs,
             "preset": "ensemble of " + ", ".join(sorted({a.get("preset", "?") for a in archs}))}
@@ -135,6 +136,53 @@ def ensemble_checkpoints(srcs: list[str | os.PathLike], dst: str | os.PathLike, 
                 else "mixed", tile=max(c.get("tile", 64) for c in cards), **(card_update or {}),
                 weights_dtype="float16" if _all_half(state) else "float32")
     build_network(arch).load_state_dict(state)  # the members' weights fit the ensemble
+    with atomic_path(dst) as tmp:
+        torch.save({"format": CARD_FORMAT, "card": card, "state_dict": state}, tmp)
+    return card
+
+
+def soup_checkpoints(srcs: list[str | os.PathLike], dst: str | os.PathLike, *,
+                     validate_on: str | os.PathLike | None = None) -> dict:
+    """One network whose weights (and BatchNorm statistics) are the mean of several fine-tunes
+    of one start: a uniform "model soup" (Wortsman et al. 2022). Averaging weights is only
+    meaningful for runs that began from the same weights, so every source must record the same
+    ``init_checkpoint`` (path, member and step), the same architecture and the same data; the
+    card is the first source's with a ``soup`` list (each source's seed, steps, validation
+    metrics). With ``validate_on`` (the sources' datalist) the soup's own validation metrics
+    are the card's ``metrics``, else ``None``. Returns the card."""
+    if len(srcs) < 2:
+        raise InputError(str(dst), "a soup needs at least two checkpoints")
+    cards, states = [], []
+    for src in srcs:
+        _, card, blob = load_checkpoint(src)
+        if card["arch"].get("type") == "ensemble":
+            raise InputError(src, "is an ensemble; average its members' fine-tunes one member at a time")
+        start = card.get("init_checkpoint")
+        if not start:
+            raise InputError(src, "records no init checkpoint: only fine-tunes of one start can be averaged")
+        if cards:
+            first = cards[0]
+            for k, what in (("arch", "architecture"), ("data_sha256", "data"), ("init_checkpoint", "start")):
+                if card.get(k) != first.get(k):
+                    raise InputError(src, f"{what} differs from {srcs[0]}'s ({card.get(k)!r} vs {first.get(k)!r})")
+        cards.append(card)
+        states.append(blob["state_dict"])
+    state = {}
+    for k, v in states[0].items():
+        if v.is_floating_point():
+            state[k] = (sum(s[k].double() for s in states) / len(states)).to(v.dtype)
+        else:  # counters (BatchNorm's num_batches_tracked): the first source's
+            state[k] = v
+    card = {k: v for k, v in cards[0].items() if k not in ("gpu_run", "steps_run", "stop_reason")}
+    card["soup"] = [{"checkpoint": str(s), "seed": (c.get("train_config") or {}).get("seed"), "step": c.get("step"),
+                     "metrics": c.get("metrics"), "train_time_s": c.get("train_time_s")} for s, c in zip(srcs, cards)]
+    net = build_network(card["arch"])
+    net.load_state_dict(state)
+    card["metrics"] = None  # each source's metrics are in soup; the soup's own only when validated
+    if validate_on is not None:
+        from ..train.loop import validate
+
+        card["metrics"] = validate(net, card, validate_on)
     with atomic_path(dst) as tmp:
         torch.save({"format": CARD_FORMAT, "card": card, "state_dict": state}, tmp)
     return card

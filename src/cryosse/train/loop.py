@@ -39,7 +39,7 @@ from .data import Sample, load_sample
 from .losses import LOSSES, make_loss
 from .sampler import PatchSampler, _degraded_copies
 
-__all__ = ["TrainConfig", "train", "train_step", "load_datalist", "evaluate_samples"]
+__all__ = ["TrainConfig", "train", "train_step", "validate", "load_datalist", "evaluate_samples"]
 
 
 def _data_hash(datalist_path: str | os.PathLike) -> str:
@@ -207,6 +207,27 @@ def _validate(net, val_s: list[Sample], val_real: list[Sample], card: dict, divi
         parts += [sr["helix"]["f1"], sr["sheet"]["f1"]]
         sheet = float(np.nanmean([sheet, sr["sheet"]["f1"]]))
     return float(np.nanmean(parts)), sheet
+
+
+def validate(net, card: dict, datalist_path: str | os.PathLike, device: str = "cpu") -> dict:
+    """Validation metrics of a trained network, as training records them (``val_*`` on the
+    datalist's validation samples, ``valreal_*`` on their degraded copies when the card's run
+    used realism), with the card's training settings: for networks made without a training
+    run of their own (``cryosse soup``)."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in (card.get("train_config") or {}).items() if k in known})
+    dl = load_datalist(datalist_path)
+    val_s = [load_sample(it["id"], it["image"], it["label"], cfg.voxel_size_a, cfg.norm, keep_raw=cfg.realism)
+             for it in dl.get("validation", [])]
+    if not val_s:
+        raise InputError(datalist_path, "has no validation samples")
+    check_compatible(card, classes=list(CLASS3), voxel_size_a=val_s[0].data_voxel_size_a, path=str(datalist_path))
+    val_real = _degraded_copies(val_s, cfg) if cfg.realism else []
+    rec: dict = {"train_loss": float("nan")}
+    _validate(net.to(device).eval(), val_s, val_real, card, net.divisor, device, False, rec)
+    return rec
 
 
 def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
