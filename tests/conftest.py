@@ -125,12 +125,13 @@ def checkpoint(tmp_path):
 
 @pytest.fixture
 def uncalibrated_bundled(tmp_path):
-    """The bundled network with its card's class weights and calibration removed (the
-    checkpoint they were fitted to), saved in tmp_path."""
+    """cryosse-sse-v1's network: the previous bundled model (v1.1, kept in the package as the
+    recipe's fine-tune start) with its card's class weights and calibration removed, saved in
+    tmp_path."""
     torch = pytest.importorskip("torch")
-    from cryosse.inference import BUNDLED_CHECKPOINT
+    from cryosse.inference.outputs import PREVIOUS_CHECKPOINT
 
-    blob = torch.load(BUNDLED_CHECKPOINT, weights_only=True)
+    blob = torch.load(PREVIOUS_CHECKPOINT, weights_only=True)
     assert blob["card"]["calibration"]["source"] == "cryosse-sse-v1.pt"
     blob["card"] = {k: v for k, v in blob["card"].items() if k not in ("class_weights", "calibration")}
     path = tmp_path / "uncalibrated.pt"

@@ -50,6 +50,11 @@ SOURCES = {
 EMBEDDED_CHOICES = {
     "bundle.extra_structures": "the embedded default names the bundled model's extra training structures",
     "real_maps": "the embedded default names the project's real-map evaluation cases",
+    # the shipped model's second stage (cryosse-sse-v1.2): off by default, on in the embedded recipe
+    "bundle.finetune.steps": "the embedded recipe fine-tunes",
+    "bundle.finetune.init": "from the members of the previous bundled model",
+    "bundle.finetune.seed_offsets": "two fine-tune seeds per member, averaged",
+    "bundle.finetune.realism_params": "with segmentation and membrane-belt realism",
 }
 
 

@@ -137,7 +137,7 @@ def test_schema_bounds_are_the_rules():
     assert checked > 30
     for key in ("emdb_url", "pdb_url", "api_url"):
         assert SCHEMA["properties"]["emdb"]["properties"][key]["pattern"] == f"^{rules.URL}$"
-    for path in ("structures", "emdb.table", "emdb.cache", "bundle.extra_structures", "real_maps",
+    for path in ("structures", "emdb.table", "emdb.cache", "bundle.extra_structures", "bundle.finetune.init", "real_maps",
                  "predict.checkpoint"):
         assert _schema_node(path)["pattern"] == f"^{rules.PATH}$", path
 

@@ -33,6 +33,8 @@ def _default_config(dest: Path) -> None:
     cfg["structures"] = str(ROOT / cfg["structures"])
     if cfg["bundle"].get("extra_structures"):
         cfg["bundle"]["extra_structures"] = str(ROOT / cfg["bundle"]["extra_structures"])
+    if cfg["bundle"].get("finetune", {}).get("init"):
+        cfg["bundle"]["finetune"]["init"] = str(ROOT / cfg["bundle"]["finetune"]["init"])
     if cfg.get("real_maps"):
         cfg["real_maps"] = str(ROOT / cfg["real_maps"])
     (dest / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -113,7 +115,8 @@ def test_dry_run_bundled_model_seeds(tmp_path):
     cases.write_text("data: real\ncases:\n  - {name: a, map: a.mrc, model: a.pdb, native_resolution_a: 6}\n")
     extra_table = str(ROOT / "resources/structures_extra/structures.tsv")
     for seeds, ensemble, splits, extra in (([0, 3], True, ["train"], extra_table), ([5], False, ["train", "test"], "")):
-        cfg["bundle"] = dict(cfg["bundle"], seeds=seeds, train_splits=splits, extra_structures=extra)
+        cfg["bundle"] = dict(cfg["bundle"], seeds=seeds, train_splits=splits, extra_structures=extra,
+                             finetune={"steps": 0})  # the first stage alone (the fine-tune: the next test)
         cfg["real_maps"] = str(cases)
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
         r = snakemake("-n", "-p", "bundled_model", "--workflow-profile", str(ROOT / "workflow/profiles/default"),
@@ -371,13 +374,25 @@ def test_end_to_end_tiny(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     r4 = snakemake("--cores", "2", "bundled_model", cwd=tmp_path)
     assert r4.returncode == 0, r4.stdout[-3000:] + r4.stderr[-3000:]
-    card = json.loads((res / "bundle/cryosse-sse-v1.1.json").read_text())
+    card = json.loads((res / "bundle/cryosse-sse-v1.2.json").read_text())
     assert card["arch"]["type"] == "ensemble" and [m["seed"] for m in card["members"]] == [0, 1]
     for m in card["members"]:
         tc = m["train_config"]
         assert (tc["preset"], tc["loss"], tc["norm"], tc["realism"], tc["steps"]) == ("resunet_fine", "dice", "local", True, 4)
         assert tc["realism_ramp"] == [0.0, 0.5]
     assert card["recipe"]["target"] == "snakemake bundled_model"
+    # the second stage, really run: two fine-tunes per member from the first stage's runs, with
+    # segmentation and belt realism, averaged (cryosse soup) and validated, then the ensemble
+    cfg["bundle"]["finetune"] = {"steps": 2, "val_every": 1, "seed_offsets": [0, 100],
+                                 "realism_params": {"segment_p": 1.0, "tight_p": 1.0, "belt_p": 1.0}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r4b = snakemake("--cores", "2", "bundled_model", cwd=tmp_path)
+    assert r4b.returncode == 0, r4b.stdout[-3000:] + r4b.stderr[-3000:]
+    card = json.loads((res / "bundle/cryosse-sse-v1.2.json").read_text())
+    for i, m in enumerate(card["members"]):
+        assert m["init_checkpoint"]["path"] == f"results/bundle/model/seed{i}/checkpoint.pt"
+        assert [x["seed"] for x in m["soup"]] == [i, i + 100] and m["metrics"]["val_helix_f1"] >= 0
+        assert m["train_config"]["steps"] == 2 and m["train_config"]["realism_params"]["belt_p"] == 1.0
     # the nnU-Net export target
     r5 = snakemake("--cores", "2", "export_nnunet", cwd=tmp_path)
     assert r5.returncode == 0, r5.stdout[-3000:] + r5.stderr[-3000:]

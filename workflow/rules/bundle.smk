@@ -146,8 +146,8 @@ rule bundle_export:
     input:
         unpack(bundle_export_input),
     output:
-        model="results/bundle/cryosse-sse-v1.1.pt",
-        card="results/bundle/cryosse-sse-v1.1.json",
+        model="results/bundle/cryosse-sse-v1.2.pt",
+        card="results/bundle/cryosse-sse-v1.2.json",
         recipe="results/bundle/recipe.json",
     params:
         real_maps=real_maps_arg,

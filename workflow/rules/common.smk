@@ -161,7 +161,7 @@ def real_map_names():
 
 def bundle_targets(wildcards):
     """The exported model, and its scores on the real maps when they are present."""
-    targets = ["results/bundle/cryosse-sse-v1.1.pt"]
+    targets = ["results/bundle/cryosse-sse-v1.2.pt"]
     if have_real_maps():
         targets.append("results/bundle/real_maps/real_maps.md")
     return targets

@@ -186,7 +186,7 @@ def register(sub) -> None:
                     "low-passed, with fitted models) within 6 Å of their models: voxel and residue F1, slice "
                     "figures; --diagnose adds the research diagnostics (clean simulation, Cα-trace oracle, "
                     "grid ceiling).",
-                    "real-maps --checkpoint src/cryosse/data/models/cryosse-sse-v1.1.pt --cases bench/real_maps.yaml "
+                    "real-maps --checkpoint src/cryosse/data/models/cryosse-sse-v1.2.pt --cases bench/real_maps.yaml "
                     "-o real_maps", cmd_real_maps)
     s.add_argument("--checkpoint", required=True, help="checkpoint to score")
     cases_options(s)

@@ -266,6 +266,16 @@ def format_comparison(old: dict, new: dict) -> str:
     return "\n".join(lines)
 
 
+def _figure_row(r: dict) -> str:
+    """The figure's row of a benchmark row: chain-named conditions (segment_A, beta_9_cut...)
+    share one row per kind across maps (segment, segment_1A, segment_cut, beta, beta_cut)."""
+    name = r["condition"]
+    if r["kind"] not in ("segment", "beta", "cut"):
+        return name
+    base = name.split("_")[0]
+    return base + ("_1A" if name.endswith("_1A") else "_cut" if name.endswith("_cut") else "")
+
+
 def figure(summary: dict, png: str | os.PathLike) -> None:
     """F1 / oracle per condition (rows) and map (columns), one panel per class."""
     from ..io import pyplot, write_png
@@ -273,19 +283,13 @@ def figure(summary: dict, png: str | os.PathLike) -> None:
     plt = pyplot()
     rows = summary["rows"]
     cases = list(dict.fromkeys(r["case"] for r in rows))
-    conds = list(dict.fromkeys(r["condition"].split("_")[0] if r["kind"] in ("segment", "beta")
-                               and not r["condition"].endswith("_1A") else
-                               ("segment_1A" if r["condition"].endswith("_1A") else r["condition"])
-                               for r in rows))
+    conds = list(dict.fromkeys(_figure_row(r) for r in rows))
     fig, axes = plt.subplots(1, 2, figsize=(3 + 1.3 * len(cases) * 2, 0.9 + 0.38 * len(conds)), squeeze=False)
     for ax, c in zip(axes[0], CLASSES):
         grid = np.full((len(conds), len(cases)), np.nan)
         for r in rows:
-            name = r["condition"]
-            key = ("segment_1A" if name.endswith("_1A") else name.split("_")[0]) \
-                if r["kind"] in ("segment", "beta") else name
             if r["scored"][c] and r["oracle"][c] > 0:
-                grid[conds.index(key), cases.index(r["case"])] = r["voxel"][c] / r["oracle"][c]
+                grid[conds.index(_figure_row(r)), cases.index(r["case"])] = r["voxel"][c] / r["oracle"][c]
         im = ax.imshow(grid, vmin=0, vmax=1.1, cmap="RdYlGn", aspect="auto")
         for (i, j), v in np.ndenumerate(grid):
             if not np.isnan(v):

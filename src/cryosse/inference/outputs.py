@@ -24,7 +24,10 @@ __all__ = ["predict_to_dir", "write_view_script", "OUTPUT_FILES", "BUNDLED_CHECK
 
 #: The model that ships with cryosse (``snakemake bundled_model`` rebuilds it; its model card
 #: says how it was trained and how it scores on real maps).
-BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "models" / "cryosse-sse-v1.1.pt"
+BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "models" / "cryosse-sse-v1.2.pt"
+#: The previous bundled model (cryosse-sse-v1.1), kept in the package: the bundle recipe's
+#: fine-tunes start from its members (config bundle.finetune.init).
+PREVIOUS_CHECKPOINT = BUNDLED_CHECKPOINT.with_name("cryosse-sse-v1.1.pt")
 
 OUTPUT_FILES = ("helix_prob.mrc", "sheet_prob.mrc", "labels.mrc", "view.cxc", "preview.png", "summary.json")
 
