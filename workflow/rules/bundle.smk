@@ -1,8 +1,8 @@
 # The bundled model's recipe: whole-entry simulations of the train/val entries at several
 # resolutions on the working grid, training with on-the-fly realism, optionally a fine-tune of
 # every member with its own realism (bundle.finetune, from the runs or from a shipped
-# ensemble's members; several fine-tune seeds per member are averaged, cryosse soup), calibration, and (when the real maps are present) its scores on them.
-# `snakemake bundled_model`.
+# ensemble's members; several fine-tune seeds per member are averaged, cryosse soup),
+# calibration, and (when the real maps are present) its scores on them. `snakemake bundled_model`.
 
 
 rule training_set:

@@ -170,6 +170,11 @@ def bundle_targets(wildcards):
 FINETUNE = BUNDLE["finetune"]
 
 
+def bundle_run(seed):
+    """The first stage's run of a seed (rule bundle_train)."""
+    return f"results/bundle/model/seed{seed}/checkpoint.pt"
+
+
 def finetunes(seed):
     """The seed's fine-tunes, one per bundle.finetune.seed_offsets."""
     return [f"results/bundle/model/seed{seed}/finetune{o}/checkpoint.pt" for o in FINETUNE["seed_offsets"]]
@@ -179,14 +184,14 @@ def bundle_member(seed):
     """A member of the recipe's model: the seed's run; with a fine-tune, its fine-tune, or the
     mean weights of its fine-tunes (cryosse soup) when there are several seed offsets."""
     if not FINETUNE["steps"]:
-        return f"results/bundle/model/seed{seed}/checkpoint.pt"
+        return bundle_run(seed)
     tunes = finetunes(seed)
     return tunes[0] if len(tunes) == 1 else f"results/bundle/model/seed{seed}/soup.pt"
 
 
 def finetune_init(wildcards):
     """What the seed's fine-tune starts from: its own run, or a member of bundle.finetune.init."""
-    return FINETUNE["init"] or f"results/bundle/model/seed{wildcards.seed}/checkpoint.pt"
+    return FINETUNE["init"] or bundle_run(wildcards.seed)
 
 
 def finetune_member(wildcards):

@@ -26,14 +26,19 @@ def _check_oversample(o: dict) -> None:
         raise InputError("--oversample", f"fractions must lie in [0, 1] and sum to at most 1, got {h:g},{s:g}")
 
 
+def _threads(a) -> None:
+    """``--threads N``: torch's CPU threads (0 leaves torch's default)."""
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
+
+
 def cmd_train(a) -> None:
     from ..train.loop import train
 
     cfg = settings(a, TrainConfig)
     _check_oversample(cfg.oversample)
-    if a.threads:
-        import torch
-        torch.set_num_threads(a.threads)
+    _threads(a)
     card = train(a.datalist, a.output, cfg, init=a.init, init_member=a.init_member, resume=not a.no_resume)
     m = card["metrics"] or {}
     say(f"{a.output}/checkpoint.pt: best at step {card['step']} of {card['steps_run']} "
@@ -71,9 +76,7 @@ def cmd_soup(a) -> None:
     from ..io import write_json
     from ..net.checkpoint import soup_checkpoints
 
-    if a.threads:
-        import torch
-        torch.set_num_threads(a.threads)
+    _threads(a)
     card = soup_checkpoints(a.checkpoints, a.output, validate_on=a.datalist)
     write_json(Path(str(a.output)).with_suffix(".json"), card)
     m = card["metrics"] or {}

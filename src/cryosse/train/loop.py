@@ -209,6 +209,12 @@ def _validate(net, val_s: list[Sample], val_real: list[Sample], card: dict, divi
     return float(np.nanmean(parts)), sheet
 
 
+def _load_samples(items: list[dict], cfg: TrainConfig) -> list[Sample]:
+    """A datalist's items as samples on the run's grid and normalisation (raw kept for realism)."""
+    return [load_sample(it["id"], it["image"], it["label"], cfg.voxel_size_a, cfg.norm, keep_raw=cfg.realism)
+            for it in items]
+
+
 def validate(net, card: dict, datalist_path: str | os.PathLike, device: str = "cpu") -> dict:
     """Validation metrics of a trained network, as training records them (``val_*`` on the
     datalist's validation samples, ``valreal_*`` on their degraded copies when the card's run
@@ -218,9 +224,7 @@ def validate(net, card: dict, datalist_path: str | os.PathLike, device: str = "c
 
     known = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in (card.get("train_config") or {}).items() if k in known})
-    dl = load_datalist(datalist_path)
-    val_s = [load_sample(it["id"], it["image"], it["label"], cfg.voxel_size_a, cfg.norm, keep_raw=cfg.realism)
-             for it in dl.get("validation", [])]
+    val_s = _load_samples(load_datalist(datalist_path).get("validation", []), cfg)
     if not val_s:
         raise InputError(datalist_path, "has no validation samples")
     check_compatible(card, classes=list(CLASS3), voxel_size_a=val_s[0].data_voxel_size_a, path=str(datalist_path))
@@ -236,7 +240,8 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
     """Train a U-Net on a datalist (see module doc for the files written).
 
     ``init``: start from another checkpoint's weights (fine-tuning); it must have the same
-    classes and data voxel size; ``init_member`` picks one network of an ensemble. ``resume``: continue from ``out_dir/last.pt`` if present.
+    classes and data voxel size; ``init_member`` picks one network of an ensemble. ``resume``:
+    continue from ``out_dir/last.pt`` if present.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -250,9 +255,7 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
     dl = load_datalist(datalist_path)
     if cfg.norm not in NORMALISATIONS:
         raise InputError("train.norm", f"unknown normalisation {cfg.norm!r} ({', '.join(NORMALISATIONS)})")
-    load = lambda items: [load_sample(it["id"], it["image"], it["label"], cfg.voxel_size_a,  # noqa: E731
-                                      cfg.norm, keep_raw=cfg.realism) for it in items]
-    train_s, val_s = load(dl["training"]), load(dl.get("validation", []))
+    train_s, val_s = _load_samples(dl["training"], cfg), _load_samples(dl.get("validation", []), cfg)
     # validation on degraded copies too (one fixed draw per sample at full strength)
     val_real = _degraded_copies(val_s, cfg) if cfg.realism else []
     data_voxel = train_s[0].data_voxel_size_a
