@@ -201,6 +201,31 @@ def test_dry_run_bundled_model_fine_tune(tmp_path):
     assert r.returncode != 0 and "bundle.finetune.init" in r.stdout + r.stderr and "absent.pt" in r.stdout + r.stderr
 
 
+def test_dry_run_fine_tune_from_one_network(tmp_path, checkpoint):
+    """bundle.finetune.init a single network: every seed fine-tunes that network (no
+    --init-member, which would fail at train time); an ensemble with fewer members than
+    bundle.seeds is refused before any job runs, naming the config key."""
+    _default_config(tmp_path)
+    cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    ft = {"steps": 300, "seed_offsets": [0]}
+    cfg["bundle"] = dict(cfg["bundle"], seeds=[0, 3], finetune=dict(ft, init=str(checkpoint)))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake("-n", "-p", "results/bundle/model/ensemble.pt", cwd=tmp_path)
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 0, out
+    for seed in (0, 3):
+        assert f"--seed {seed} --init {checkpoint} --threads 1 -o results/bundle/model/seed{seed}/finetune0" in out
+    assert "--init-member" not in out
+    shipped = str(ROOT / "src/cryosse/data/models/cryosse-sse-v1.1.pt")  # an ensemble of two
+    cfg["bundle"] = dict(cfg["bundle"], seeds=[0, 1, 2], finetune=dict(ft, init=shipped))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake("-n", "results/bundle/model/ensemble.pt", cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "config bundle.finetune.init:" in out, out
+    assert "is an ensemble of 2 networks and bundle.seeds has 3: one member per seed" in out
+    assert "Traceback" not in out
+
+
 def test_predict_maps_runs(tmp_path):
     """snakemake predict_maps with a given checkpoint: prediction, truth labels, scores, slices."""
     import torch

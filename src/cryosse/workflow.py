@@ -20,7 +20,7 @@ from .ids import EMDB
 from .prep.structures import (Entry, ExperimentalEntry, experimental_entries, load_structures, predict_maps,
                               resolution_for, sample_id)
 
-__all__ = ["Layout", "stage_configs", "check_config", "is_experimental", "load_structures", "experimental_entries",
+__all__ = ["Layout", "stage_configs", "check_config", "finetune_members", "is_experimental", "load_structures", "experimental_entries",
            "predict_maps", "resolution_for", "sample_id", "Entry", "ExperimentalEntry", "STAGES"]
 
 _EMDB = re.compile(rf"^{EMDB}$")
@@ -140,6 +140,31 @@ def check_config(config: dict) -> None:
         rules.check_path(f"config {key}", path)
     checkpoint = config["predict"]["checkpoint"]  # one under results/ is made by the workflow
     rules.check_path("config predict.checkpoint", checkpoint, must_exist=not checkpoint.startswith("results/"))
+
+
+def finetune_members(config: dict) -> dict[int, int | None]:
+    """Seed -> the member of ``bundle.finetune.init`` its fine-tune starts from: the seed's place
+    in ``bundle.seeds`` when the init is an ensemble, None (the one network, for every seed) when
+    it is a single network; empty when there is no fine-tune or it starts from the seeds' own
+    runs. Reads the init's model card (``weights_only=True``); an ensemble with fewer members than
+    ``bundle.seeds`` is an :class:`~cryosse.errors.InputError` naming the config key."""
+    from .errors import InputError
+
+    bundle = config["bundle"]
+    ft, seeds = bundle["finetune"], list(bundle["seeds"])
+    if not ft["steps"] or not ft["init"]:
+        return {}
+    from .net.checkpoint import load_checkpoint
+
+    _, card, _ = load_checkpoint(ft["init"])
+    arch = card["arch"]
+    if arch.get("type") != "ensemble":
+        return {s: None for s in seeds}
+    n = len(arch["members"])
+    if len(seeds) > n:
+        raise InputError("config bundle.finetune.init", f"{ft['init']} is an ensemble of {n} networks and "
+                                                        f"bundle.seeds has {len(seeds)}: one member per seed")
+    return {s: k for k, s in enumerate(seeds)}
 
 
 class Layout:

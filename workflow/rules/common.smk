@@ -9,8 +9,8 @@ from cryosse import ids
 from cryosse.fetch import read_query_table
 from cryosse.io import read_tsv
 from cryosse.train.config import LOSSES
-from cryosse.workflow import (Layout, STAGES, check_config, experimental_entries, is_experimental,
-                              load_structures, predict_maps, resolution_for, stage_configs)
+from cryosse.workflow import (Layout, STAGES, check_config, experimental_entries, finetune_members,
+                              is_experimental, load_structures, predict_maps, resolution_for, stage_configs)
 
 
 validate(config, "../schemas/config.schema.yaml")
@@ -194,9 +194,14 @@ def finetune_init(wildcards):
     return FINETUNE["init"] or bundle_run(wildcards.seed)
 
 
+FINETUNE_MEMBERS = finetune_members(config)  # seed -> member of bundle.finetune.init (None: a single network)
+
+
 def finetune_member(wildcards):
-    """``--init-member i`` when bundle.finetune.init is an ensemble: the seed's place in bundle.seeds."""
-    return ["--init-member", str(BUNDLE["seeds"].index(int(wildcards.seed)))] if FINETUNE["init"] else []
+    """``--init-member i`` when bundle.finetune.init is an ensemble (i: the seed's place in
+    bundle.seeds); nothing for a single network or the seed's own run."""
+    member = FINETUNE_MEMBERS.get(int(wildcards.seed))
+    return [] if member is None else ["--init-member", str(member)]
 
 
 def bundle_trained(wildcards=None):
