@@ -107,7 +107,8 @@ def test_ensemble_cli_and_predict(tmp_path):
 @pytest.mark.slow
 def test_gpu_recipe_rehearsal_on_cpu(tmp_path, tiny_dataset):
     """scripts/gpu_recipe.py on the CPU: two runs sized to a 25 s budget, packed into tars; the
-    second names its own datalist (one training map)."""
+    second names its own datalist (one training map). The kill's grace is generous: this checks
+    the rehearsal's outputs, not its speed, and shared CI cores once ran it past a 60 s grace."""
     dl = json.loads((tiny_dataset / "datalist.json").read_text())
     n_train = len(dl["training"])
     for key in ("training", "validation", "test"):  # absolute paths: the file lives elsewhere
@@ -123,8 +124,8 @@ def test_gpu_recipe_rehearsal_on_cpu(tmp_path, tiny_dataset):
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_recipe.py"), "--datalist",
                         str(tiny_dataset / "datalist.json"), "--out", str(out), "--runs", str(runs),
-                        "--budget-s", "25", "--device", "cpu", "--grace-s", "60"],
-                       capture_output=True, text=True, timeout=240)
+                        "--budget-s", "25", "--device", "cpu", "--grace-s", "240"],  # the grace: loaded CI cores
+                       capture_output=True, text=True, timeout=420)
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     import yaml
