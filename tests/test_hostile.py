@@ -680,3 +680,72 @@ def test_the_budget_comes_from_the_flag_the_config_file_or_the_one_default(tmp_p
     line = in_process_error(capsys, "label", MODEL, m, "--config", cfg, "-o", tmp_path / "l.mrc")
     assert f"{cfg}: max_memory_gb: must be a number > 0" in line
     assert main([str(a) for a in ("label", MODEL, m, "--config", cfg, "--max-memory-gb", "1", "-o", tmp_path / "l.mrc")]) == 0
+
+
+def _datalist(path: Path, items: dict) -> Path:
+    path.write_text(json.dumps(items))
+    return path
+
+
+def test_train_refuses_hostile_datalists_naming_the_item(tmp_path):
+    """A datalist is a table of untrusted paths and ids: every item is checked before any file
+    is read, and each problem is one line naming the file and the item."""
+    good = {"id": "a_A", "image": "a.mrc", "label": "a_l.mrc"}
+    cases = [([1, 2], "not a datalist: a JSON object of splits is expected, got a list"),
+             ({"training": "a.mrc"}, "training: a list of items is expected, got a str"),
+             ({"training": ["a.mrc"]}, "training[0]: an item is an object with id, image and label"),
+             ({"training": [dict(good, label=None)]}, "training[0].label: a path is expected, got None"),
+             ({"training": [dict(good, image="a\nb.mrc")]}, "training[0].image: a path is expected"),
+             ({"training": [dict(good, id="../../etc")]}, "training[0].id: invalid sample id '../../etc'"),
+             ({"training": [good], "validation": [good]}, "validation[0].id: 'a_A' is also training[0]"),
+             ({"training": []}, "datalist has no training samples")]
+    for k, (content, what) in enumerate(cases):
+        dl = _datalist(tmp_path / f"dl{k}.json", content)
+        line = one_error_line(run_cli("train", "--datalist", dl, "-o", tmp_path / f"out{k}"))
+        assert f"{dl}: {what}" in line, line
+        assert not (tmp_path / f"out{k}").exists()
+
+
+def test_train_plans_its_memory_from_the_headers(tmp_path):
+    """A datalist whose map claims a huge grid is refused from its header before any data is
+    read (the run's folder is not even made); a label grid that differs from its density is
+    refused from the headers too, naming the label file."""
+    from cryosse.io.budget import machine_memory_gb
+
+    big = _claims(tmp_path / "big.mrc", 6000)
+    lab = _claims(tmp_path / "big_l.mrc", 6000)
+    dl = _datalist(tmp_path / "dl.json", {"training": [{"id": "b_A", "image": big.name, "label": lab.name}]})
+    r = run_cli("train", "--datalist", dl, "-o", tmp_path / "out", limit_gb=2.5)
+    line = one_error_line(r)  # the default budget: this machine's memory
+    assert f"{dl}: needs ~" in line and f"budget {round(machine_memory_gb(), 1):g} GB" in line, line
+    assert "1 maps, 2.7e+04 M voxels on the 2 Å working grid" in line, line
+    line = one_error_line(run_cli("train", "--datalist", dl, "--max-memory-gb", "3", "-o", tmp_path / "out"))
+    assert "budget 3 GB" in line and "--max-memory-gb" in line
+    assert not (tmp_path / "out").exists()
+    small = tmp_path / "small_l.mrc"
+    write_map(Map(np.zeros((4, 4, 5), np.uint8), (1.0,) * 3), small, labels=True)
+    write_map(Map(np.zeros((4, 4, 4), np.float32), (1.0,) * 3), tmp_path / "small.mrc")
+    dl = _datalist(tmp_path / "dl2.json", {"training": [{"id": "s_A", "image": "small.mrc", "label": "small_l.mrc"}]})
+    line = one_error_line(run_cli("train", "--datalist", dl, "-o", tmp_path / "out"))
+    assert f"{small}: label grid (5, 4, 4) (x, y, z) differs from its density's (4, 4, 4)" in line, line
+
+
+def test_the_training_plan_bounds_the_measured_peak(tmp_path):
+    """Between a datalist and one with six times its maps (the same files under new ids), the
+    measured peak of a one-step run with realism grows less than the plan's estimate. The
+    labels are two thirds helix and sheet, near the plan's worst case of all voxels."""
+    rng = np.random.default_rng(0)
+    n = 64
+    write_map(Map(rng.standard_normal((n, n, n)).astype(np.float32), (2.0,) * 3), tmp_path / "d.mrc")
+    write_map(Map(rng.integers(0, 4, (n, n, n)).astype(np.uint8), (2.0,) * 3), tmp_path / "l.mrc", labels=True)
+    growth = []
+    for copies in (1, 6):
+        item = lambda split, c: {"id": f"{split}-{c}", "image": "d.mrc", "label": "l.mrc"}  # noqa: E731
+        path = _datalist(tmp_path / f"dl{copies}.json", {
+            "training": [item("t", c) for c in range(2 * copies)], "validation": [item("v", c) for c in range(copies)]})
+        growth.append(_peak_and_estimate(["train", "--datalist", path, "--steps", "1", "--patch", "16", "--batch", "1",
+                                          "--preset", "small", "--realism", "--device", "cpu", "--val-every", "1",
+                                          "-o", tmp_path / f"run{copies}"]))
+    measured, estimated = growth[1][0] - growth[0][0], growth[1][1] - growth[0][1]
+    print(f"train: peak grew {measured / 1e6:.0f} MB, estimate {estimated / 1e6:.0f} MB")
+    assert 0 < measured < estimated, (measured / 1e6, estimated / 1e6)

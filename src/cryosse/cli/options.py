@@ -89,27 +89,27 @@ def output_option(p, help: str, *old: str):
     p.set_defaults(_required_output=True)
 
 
-def memory_option(p):
+def memory_option(p, default: str | None = None):
     """``--max-memory-gb``: the budget the command's memory plan (:mod:`cryosse.io.budget`) is
-    checked against before any data is read."""
+    checked against before any data is read; ``default`` describes a command's own default."""
     from ..io.budget import DEFAULT_MEMORY_GB
 
     p.add_argument("--max-memory-gb", type=float, default=None, metavar="GB",
-                   help="memory budget: the peak estimated from the map header and the model's extent must "
+                   help="memory budget: the peak estimated from the map headers (and a model's extent) must "
                         f"fit, else the command stops before reading the data (default: the --config file's "
-                        f"max_memory_gb, else {DEFAULT_MEMORY_GB:g})")
+                        f"max_memory_gb, else {default or f'{DEFAULT_MEMORY_GB:g}'})")
 
 
-def memory_budget(a) -> float:
+def memory_budget(a, default: float | None = None) -> float:
     """The budget: ``--max-memory-gb``, else ``max_memory_gb`` of the ``--config`` file, else
-    :data:`cryosse.io.budget.DEFAULT_MEMORY_GB` (> 0, the culprit named when not)."""
+    ``default``, else :data:`cryosse.io.budget.DEFAULT_MEMORY_GB` (> 0, the culprit named when not)."""
     from ..io.budget import DEFAULT_MEMORY_GB
 
     gb, where = a.max_memory_gb, "--max-memory-gb"
     if gb is None and getattr(a, "config", None):
         gb, where = _read_config(a.config).get("max_memory_gb"), f"{a.config}: max_memory_gb"
     if gb is None:
-        return DEFAULT_MEMORY_GB
+        return DEFAULT_MEMORY_GB if default is None else default
     if isinstance(gb, bool) or not isinstance(gb, (int, float)) or not gb > 0:
         raise InputError(where, f"must be a number > 0, got {gb!r}")
     return float(gb)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..train.config import LOSSES, TrainConfig
-from .options import add_command, config_option, field_option, floats, output_option, say, settings
+from .options import (add_command, config_option, field_option, floats, memory_budget, memory_option, output_option,
+                      say, settings)
 
 
 def _oversample(text: str) -> dict:
@@ -38,12 +39,24 @@ def cmd_train(a) -> None:
 
     cfg = settings(a, TrainConfig)
     _check_oversample(cfg.oversample)
+    _memory_plan(a, a.datalist, cfg)
     _threads(a)
     card = train(a.datalist, a.output, cfg, init=a.init, init_member=a.init_member, resume=not a.no_resume)
     m = card["metrics"] or {}
     say(f"{a.output}/checkpoint.pt: best at step {card['step']} of {card['steps_run']} "
         f"({card['stop_reason']}): validation F1 helix {m.get('val_helix_f1', float('nan')):.3f}, "
         f"sheet {m.get('val_sheet_f1', float('nan')):.3f}")
+
+
+def _memory_plan(a, datalist, cfg) -> None:
+    """Refuse a datalist whose samples (sized from their headers) need more than the budget
+    (default: the memory of this machine, or of its cgroup: a SLURM job's allocation)."""
+    from ..io.budget import check_budget, machine_memory_gb
+    from ..prep.dataset import load_datalist
+    from ..train.data import memory_plan
+
+    need, what = memory_plan(load_datalist(datalist), cfg.voxel_size_a, cfg.realism)
+    check_budget(datalist, need, memory_budget(a, default=round(machine_memory_gb(), 1)), what)
 
 
 def cmd_export_model(a) -> None:
@@ -138,6 +151,7 @@ def register(sub) -> None:
     s.add_argument("--init-member", type=int, default=None,
                    help="with an ensemble as --init: start from its member N (0-based, in the card's members order)")
     s.add_argument("--no-resume", action="store_true", help="ignore OUTPUT/last.pt")
+    memory_option(s, "the memory of this machine or job")
     s.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     config_option(s)
     output_option(s, "output folder", "--out-dir")

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import InputError
 
 __all__ = ["GB", "DEFAULT_MEMORY_GB", "MapHeader", "map_header", "model_extent", "check_budget",
-           "box_voxels"]
+           "box_voxels", "machine_memory_gb"]
 
 GB = 1024 ** 3
 #: the budget of every command unless ``--max-memory-gb`` (or the stage's ``max_memory_gb``) says
@@ -87,3 +87,17 @@ def check_budget(culprit: str | os.PathLike, need_bytes: float, budget_gb: float
         shown = f"{need:.3g}" if need < 1000 else f"{need:,.0f}"
         raise InputError(culprit, f"needs ~{shown} GB, budget {budget_gb:g} GB ({what}; --max-memory-gb)")
     return need
+
+
+def machine_memory_gb() -> float:
+    """The memory this process may use: the machine's physical memory, or less where a cgroup
+    (a SLURM job, a container) limits it (v2 ``memory.max``, v1 ``memory.limit_in_bytes``)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for f in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(f).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total / GB

@@ -102,17 +102,43 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
 
 def load_datalist(path: str | os.PathLike) -> dict:
     """A datalist with every item's ``image`` and ``label`` made absolute (they are relative
-    to the datalist's folder); one-line error for an unreadable file or no training items."""
+    to the datalist's folder). Every item is checked before any file is read: a JSON object with
+    a plain sample ``id`` (:data:`cryosse.ids.SAMPLE_ID`, unique within the datalist) and
+    ``image`` and ``label`` paths without control characters. One-line error naming the file and
+    the item (``training[3].label``) for anything else, and for no training items."""
+    import re
+
+    from ..ids import SAMPLE_ID
+    from ..io.rules import PATH
+
     p = Path(path)
     try:
         dl = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(p, f"not a readable datalist ({' '.join(str(exc).split())})") from None
+    if not isinstance(dl, dict):
+        raise InputError(p, f"not a datalist: a JSON object of splits is expected, got a {type(dl).__name__}")
     base = p.resolve().parent
+    seen: dict[str, str] = {}
     for key in ("training", "validation", "test"):
-        for item in dl.get(key, []):
-            item["image"] = str(base / item["image"])
-            item["label"] = str(base / item["label"])
-    if not dl.get("training"):
+        items = dl.setdefault(key, []) if key != "test" else dl.get(key, [])
+        if not isinstance(items, list):
+            raise InputError(p, f"{key}: a list of items is expected, got a {type(items).__name__}")
+        for k, item in enumerate(items):
+            where = f"{key}[{k}]"
+            if not isinstance(item, dict):
+                raise InputError(p, f"{where}: an item is an object with id, image and label, got {item!r:.60}")
+            sid = item.get("id")
+            if not isinstance(sid, str) or not SAMPLE_ID.match(sid):
+                raise InputError(p, f"{where}.id: invalid sample id {sid!r:.60}")
+            if sid in seen:
+                raise InputError(p, f"{where}.id: {sid!r} is also {seen[sid]}")
+            seen[sid] = where
+            for f in ("image", "label"):
+                v = item.get(f)
+                if not isinstance(v, str) or not v or not re.fullmatch(PATH, v):
+                    raise InputError(p, f"{where}.{f}: a path is expected, got {v!r:.60}")
+                item[f] = str(base / v)
+    if not dl["training"]:
         raise InputError(p, "datalist has no training samples")
     return dl
