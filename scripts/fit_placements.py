@@ -59,7 +59,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     m = read_map(a.map)
-    trimmed = case_structure(RealCase("fit", a.map, a.model, a.resolution, min_plddt=a.min_plddt), a.model)
+    unplaced = read_model(a.model)  # read once; every evaluation places copies of it
+    trimmed = case_structure(RealCase("fit", a.map, a.model, a.resolution, min_plddt=a.min_plddt), unplaced)
     p, q = _xyz(trimmed[0][0]), _xyz(read_model(a.fit)[0][0])
     if p.shape != q.shape:
         sys.exit(f"{a.fit}: {len(q)} atoms, but {a.model} after --min-plddt has {len(p)}: not the same residues")
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
     def structure(pl, shift=(0.0, 0.0, 0.0)):
         case = RealCase("fit", a.map, a.model, a.resolution, min_plddt=a.min_plddt,
                         placements=tuple((tuple(map(tuple, r)), tuple(t + np.asarray(shift))) for r, t in pl))
-        return case_structure(case, a.model)
+        return case_structure(case, unplaced)
 
     def cc(st):
         return float(np.corrcoef(m.data.ravel(), clean_simulation(m, st, a.resolution).data.ravel())[0, 1])

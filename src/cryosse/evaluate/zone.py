@@ -40,13 +40,14 @@ class RealCase:
     placements: tuple = ()            # copies of an unplaced model fitted into the map: (R 3x3, t 3), x' = R x + t
 
 
-def case_structure(case: RealCase, path: str | os.PathLike):
-    """The case's model as scored: read from ``path``, residues below ``min_plddt`` removed,
-    and, when the case gives placements (a model fitted into the map as rigid copies of an
-    unplaced one), one chain per placement (A, B, ...: the copies of the model's first chain)."""
+def case_structure(case: RealCase, path):
+    """The case's model as scored: read from ``path`` (or a copy of ``path`` when it is a gemmi
+    structure already read), residues below ``min_plddt`` removed, and, when the case gives
+    placements (a model fitted into the map as rigid copies of an unplaced one), one chain per
+    placement (A, B, ...: the copies of the model's first chain)."""
     import gemmi
 
-    st = read_model(path)
+    st = path.clone() if isinstance(path, gemmi.Structure) else read_model(path)
     if case.min_plddt is not None:
         for ch in st[0]:
             for i in reversed(range(len(ch))):
