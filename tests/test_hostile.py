@@ -749,3 +749,41 @@ def test_the_training_plan_bounds_the_measured_peak(tmp_path):
     measured, estimated = growth[1][0] - growth[0][0], growth[1][1] - growth[0][1]
     print(f"train: peak grew {measured / 1e6:.0f} MB, estimate {estimated / 1e6:.0f} MB")
     assert 0 < measured < estimated, (measured / 1e6, estimated / 1e6)
+
+
+def test_real_map_case_files_are_untrusted(tmp_path, checkpoint):
+    """A case's name becomes output file names and its paths are read: a name outside the id
+    grammar or used twice, a path outside the data folder and a resolution that is not a
+    positive number of Å are each one line naming the case file and the case."""
+    ckpt = checkpoint  # uncalibrated: calibrate reads the cases
+    ok = {"name": "a", "map": "m.mrc", "model": "m.pdb", "native_resolution_a": 6}
+    cases = [([dict(ok, name="../../x")], "case 1: name '../../x' is not a plain id"),
+             ([ok, dict(ok)], "case 2: name 'a' is used by an earlier case"),
+             ([dict(ok, map="/etc/passwd")], "case 1: map '/etc/passwd' must be a path inside the data folder"),
+             ([dict(ok, model="../../m.pdb")], "case 1: model '../../m.pdb' must be a path inside the data folder"),
+             ([dict(ok, native_resolution_a=-6)], "case 1: native_resolution_a must be a number in (0, 50] Å, got -6"),
+             ([dict(ok, lowpass_a=float("nan"))], "case 1: lowpass_a must be a number in (0, 50] Å, got nan"),
+             ([dict(ok, min_plddt="high")], "case 1: min_plddt must be a number in [0, 100], got 'high'")]
+    for k, (items, what) in enumerate(cases):
+        f = tmp_path / f"cases{k}.yaml"
+        f.write_text(yaml.safe_dump({"cases": items}))
+        for cmd in ("real-maps", "calibrate"):
+            line = one_error_line(run_cli(cmd, "--cases", f, "--checkpoint", ckpt, "--data", tmp_path,
+                                          "-o", tmp_path / f"out{k}"))
+            assert f"{f}: {what}" in line, (cmd, line)
+        assert not (tmp_path / f"out{k}").exists()
+
+
+@pytest.mark.parametrize("command, what", [("report", "an evaluation from 'cryosse evaluate'"),
+                                           ("compare-losses", "a score file from 'cryosse score'")])
+def test_reports_refuse_records_that_are_not_theirs(tmp_path, command, what):
+    """The JSON files report and compare-losses aggregate: not JSON, not an object, or missing a
+    key is one line naming the file, and the output folder is not made."""
+    for k, text in enumerate(["[1, 2]", '{"helix": 3}', '{"classes": "x", "confusion": 1, "n_samples": 2}',
+                              "not json"]):
+        f = tmp_path / f"in{k}.json"
+        f.write_text(text)
+        line = one_error_line(run_cli(command, f, "-o", tmp_path / "out"))
+        assert line.startswith(f"cryosse: error: {f}: not "), line
+        assert what in line or "not a readable JSON file" in line, line
+        assert not (tmp_path / "out").exists()

@@ -40,7 +40,7 @@ def read_cases(path: str | os.PathLike) -> tuple[list[RealCase], Path | None]:
         raise InputError(p, f"not a readable real-map case file ({' '.join(str(exc).split())})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("cases"), list) or not doc["cases"]:
         raise InputError(p, "expected a mapping with a non-empty list 'cases'")
-    cases = []
+    cases, names = [], set()
     for k, c in enumerate(doc["cases"], start=1):
         if not isinstance(c, dict) or not {"name", "map", "model", "native_resolution_a"} <= set(c):
             raise InputError(p, f"case {k}: needs name, map, model and native_resolution_a")
@@ -49,6 +49,10 @@ def read_cases(path: str | os.PathLike) -> tuple[list[RealCase], Path | None]:
             raise InputError(p, f"case {k}: unknown keys {', '.join(sorted(unknown))}")
         if c.get("set", "report") not in SETS:
             raise InputError(p, f"case {k}: set must be one of {', '.join(SETS)}, not {c['set']!r}")
+        problem = _case_problem(c, names)
+        if problem:
+            raise InputError(p, f"case {k}: {problem}")
+        names.add(str(c["name"]))
         try:
             cases.append(RealCase(str(c["name"]), str(c["map"]), str(c["model"]), float(c["native_resolution_a"]),
                                   float(c["lowpass_a"]) if c.get("lowpass_a") is not None else None,
@@ -60,6 +64,37 @@ def read_cases(path: str | os.PathLike) -> tuple[list[RealCase], Path | None]:
             raise InputError(p, f"case {k}: {exc}") from None
     data = doc.get("data")
     return cases, ((p.parent / data) if data else None)
+
+
+def _case_problem(c: dict, names: set) -> str | None:
+    """What is wrong with a case's untrusted values, or None: the name becomes file names (the id
+    grammar, unique), the paths must stay inside the data folder, resolutions are in Å."""
+    import math
+    import re
+
+    from ..ids import MAP_ID
+    from ..io.rules import PATH
+
+    name = c["name"]
+    if not isinstance(name, str) or not MAP_ID.match(name):
+        return f"name {name!r:.60} is not a plain id (letters, digits, '_' and '-'; it names output files)"
+    if name in names:
+        return f"name {name!r} is used by an earlier case"
+    for key in ("map", "model"):
+        v = c[key]
+        if not isinstance(v, str) or not v or not re.fullmatch(PATH, v):
+            return f"{key} must be a path, got {v!r:.60}"
+        if os.path.isabs(v) or ".." in Path(v).parts:
+            return f"{key} {v!r:.60} must be a path inside the data folder (relative, without '..')"
+    for key, ok, text in (("native_resolution_a", lambda v: 0 < v <= 50, "in (0, 50] Å"),
+                          ("lowpass_a", lambda v: 0 < v <= 50, "in (0, 50] Å"),
+                          ("min_plddt", lambda v: 0 <= v <= 100, "in [0, 100]")):
+        v = c.get(key)
+        if v is None and key != "native_resolution_a":
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
+            return f"{key} must be a number {text}, got {v!r:.40}"
+    return None
 
 
 def _placements(items) -> tuple:

@@ -23,21 +23,19 @@ def write_report(eval_jsons: list[str | os.PathLike], out_dir: str | os.PathLike
     """Aggregate per-sample evaluations into ``report.md``, ``f1.json``, ``f1.png`` and a
     slice figure ``slice.png`` (``figure_sample`` = id, density, truth, prediction paths)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     cm = np.zeros((3, 3), np.int64)
     res_cm = np.zeros((3, 3), np.int64)
     per_sample = {}
     richest, richest_n = None, -1
     for p in sorted(Path(e) for e in eval_jsons):
-        ev = json.loads(p.read_text())
-        sid = ev.get("id", p.stem)
-        n_sse = ev["classes"]["helix"]["support"] + ev["classes"]["sheet"]["support"]
-        if ev.get("density") and n_sse > richest_n:
-            richest, richest_n = (sid, ev["density"], ev["truth"], ev["prediction"]), n_sse
-        cm += np.asarray(ev["confusion"], np.int64)
-        per_sample[sid] = {c: ev["classes"][c]["f1"] for c in CLASS3}
-        if "residues" in ev:
-            res_cm += np.asarray(ev["residues"]["confusion"], np.int64)
+        sid, n_sse, fig, ev_cm, f1, ev_res = _evaluation(p)
+        if fig and n_sse > richest_n:
+            richest, richest_n = (sid, *fig), n_sse
+        cm += ev_cm
+        per_sample[sid] = f1
+        if ev_res is not None:
+            res_cm += ev_res
+    out.mkdir(parents=True, exist_ok=True)  # after every file is read: a bad one leaves nothing behind
     pooled = prf_from_confusion(cm)
     mean = {c: float(np.nanmean([s[c] for s in per_sample.values()])) if per_sample else float("nan")
             for c in CLASS3}
@@ -85,6 +83,47 @@ def write_report(eval_jsons: list[str | os.PathLike], out_dir: str | os.PathLike
     return result
 
 
+def _record(p: Path, what: str, read):
+    """``read(json of p)``; a file that is not JSON, or not the record ``what`` names (a missing
+    key, a wrong type), is one line naming the file."""
+    from ..errors import InputError
+
+    try:
+        return read(json.loads(p.read_text()))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(p, f"not a readable JSON file ({' '.join(str(exc).split())[:120]})") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        detail = f"no {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:100]
+        raise InputError(p, f"not {what} ({detail})") from None
+
+
+def _evaluation(p: Path):
+    """(id, helix + sheet voxels, (density, truth, prediction) or None, confusion, F1 per class,
+    residue confusion or None) of one ``cryosse evaluate`` JSON."""
+    def read(ev):
+        cm = np.asarray(ev["confusion"], np.int64).reshape(3, 3)
+        n_sse = int(ev["classes"]["helix"]["support"]) + int(ev["classes"]["sheet"]["support"])
+        fig = (str(ev["density"]), str(ev["truth"]), str(ev["prediction"])) if ev.get("density") else None
+        f1 = {c: float(ev["classes"][c]["f1"]) for c in CLASS3}
+        res = np.asarray(ev["residues"]["confusion"], np.int64).reshape(3, 3) if "residues" in ev else None
+        return str(ev.get("id", p.stem)), n_sse, fig, cm, f1, res
+
+    return _record(p, "an evaluation from 'cryosse evaluate'", read)
+
+
+def _score_row(p: Path) -> dict:
+    """One loss's row of the comparison from a ``cryosse score`` JSON."""
+    def read(s):
+        row = {"loss": str(s.get("loss") or p.parent.name), "n_test": int(s["n_samples"])}
+        for c in ("helix", "sheet"):
+            for k in ("f1", "precision", "recall"):
+                row[f"voxel_{c}_{k}"] = float(s["voxel"][c][k])
+            row[f"residue_{c}_f1"] = float(s.get("residue", {}).get(c, {}).get("f1", float("nan")))
+        return row
+
+    return _record(p, "a score file from 'cryosse score'", read)
+
+
 def compare_scores(score_jsons: list[str | os.PathLike], out_dir: str | os.PathLike) -> list[dict]:
     """Table (``comparison.md``, ``comparison.tsv``) and bar chart (``comparison.png``) of
     helix/sheet F1 per loss (or per checkpoint), as in Mu et al. 2024 (Fig. 2)."""
@@ -92,16 +131,7 @@ def compare_scores(score_jsons: list[str | os.PathLike], out_dir: str | os.PathL
 
     plt = pyplot()
 
-    rows = []
-    for p in score_jsons:
-        s = json.loads(Path(p).read_text())
-        row = {"loss": s.get("loss") or Path(p).parent.name, "n_test": s["n_samples"]}
-        for c in ("helix", "sheet"):
-            row[f"voxel_{c}_f1"] = s["voxel"][c]["f1"]
-            row[f"voxel_{c}_precision"] = s["voxel"][c]["precision"]
-            row[f"voxel_{c}_recall"] = s["voxel"][c]["recall"]
-            row[f"residue_{c}_f1"] = s.get("residue", {}).get(c, {}).get("f1", float("nan"))
-        rows.append(row)
+    rows = [_score_row(Path(p)) for p in score_jsons]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_tsv(out / "comparison.tsv", [{k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()}
