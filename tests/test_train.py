@@ -370,3 +370,33 @@ def test_soup_is_the_mean_of_fine_tunes_of_one_start(tiny_dataset, tmp_path):
         with pytest.raises(InputError, match=what):
             soup_checkpoints(bad, tmp_path / "bad.pt")
     assert not (tmp_path / "bad.pt").exists()
+
+
+def test_realism_masks_around_all_protein_not_only_its_helices_and_sheets(structures_dir):
+    """The mask effect (a map zeroed outside a zone around the protein, as users mask maps) keeps
+    the density of loops: its zone is built from every labelled voxel, not from the helix and
+    sheet voxels alone, which would hand the network the answer (density left = SSE)."""
+    from cryosse.io import protein_atoms, read_model
+    from cryosse.metrics import to_three_class
+    from cryosse.prep.density import simulate_density
+    from cryosse.prep.labels import atom_classes, label_voxels
+    from cryosse.prep.sse import assign_sse
+    from cryosse.train.data import Sample
+    from cryosse.train.loop import TrainConfig
+    from cryosse.train.sampler import _degrade_whole
+
+    st = read_model(structures_dir / "1a8o.pdb.gz")
+    sim = simulate_density(st, 6.0, 2.0, 10.0)
+    atoms = protein_atoms(st)
+    lab = label_voxels(sim, atoms, atom_classes(atoms, assign_sse(st))).data.astype(np.uint8)
+    s = Sample("t", sim.data, to_three_class(lab), 0.0, lab, 2.0, raw=sim.data.astype(np.float32))
+    off = {k: 0.0 for k in ("blur_p", "local_res_p", "highpass_p", "noise_p", "background_p", "threshold_p")}
+    cfg = TrainConfig(norm="zscore", realism=True, realism_clean=0.0,
+                      realism_params={**off, "mask_p": 1.0, "scale": [1.0, 1.0], "offset_sd": 0.0})
+    d = _degrade_whole(s, cfg, np.random.default_rng(0))
+    zeroed = np.isclose(d.x, d.pad_value, atol=1e-5)  # raw 0 after the z-score is the pad value
+    loops = (lab == 3) & (sim.data > 1e-3 * sim.data.max())  # code 3: protein neither helix nor sheet
+    assert loops.sum() > 100
+    assert not zeroed[loops].any(), f"{zeroed[loops].sum()} loop voxels masked away"
+    tails = (lab == 0) & (sim.data > 1e-7 * sim.data.max())  # density far out in the solvent
+    assert zeroed[tails].sum() > 50  # the mask did act there

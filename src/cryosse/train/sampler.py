@@ -22,8 +22,9 @@ def _degrade_whole(s: Sample, cfg: TrainConfig, g: np.random.Generator, strength
     from ..prep.realism import degrade, segment
 
     rc = realism_config(cfg).scaled(strength)
-    x, _ = degrade(s.raw, s.y > 0, cfg.voxel_size_a, g, rc, zone=s.labels4 > 0)
-    x, keep, box, _ = segment(x, s.labels4 > 0, cfg.voxel_size_a, g, rc)
+    protein = s.labels4 > 0  # every labelled voxel: helix, sheet and other (loops)
+    x, _ = degrade(s.raw, protein, cfg.voxel_size_a, g, rc)
+    x, keep, box, _ = segment(x, protein, cfg.voxel_size_a, g, rc)
     if box is None:
         x, pad = normalise(x, cfg.voxel_size_a, cfg.norm)
     else:  # the user's tight box, normalised on its own; outside it, what prediction pads with
