@@ -139,6 +139,49 @@ def test_segment_zeroes_outside_the_zone_and_keeps_labels_near_what_is_left(sim,
     assert x[x != 0].min() >= np.quantile(sim.data[protein], 0.7) - 1e-6
 
 
+def test_segment_zones_follow_the_label_radius_of_the_data(sim, rng):
+    """Labels made with another radius (here 6 Å): a zone of that radius is the label zone itself,
+    a 2 Å zone shrinks it by two 2 Å voxels, and labels are kept within 6 Å of what is left (the
+    radius is the datalist's ``label_radius_a``; 3 Å by default). Each of the three differs from
+    what a 3 Å assumption gives."""
+    from scipy.ndimage import binary_dilation, binary_erosion
+
+    from cryosse.prep.realism import segment
+
+    protein = _protein(sim, 0.6)
+    x, keep, _, _ = segment(sim.data, protein, 2.0, rng, only(**SEG, segment_zone_a=(6.0, 6.0)), label_radius_a=6.0)
+    assert np.all((x != 0) == (protein & (sim.data != 0)))
+    np.testing.assert_array_equal(keep, binary_dilation(protein, iterations=3))  # 6 Å at 2 Å voxels
+    x, _, _, _ = segment(sim.data, protein, 2.0, rng, only(**SEG, segment_zone_a=(2.0, 2.0)), label_radius_a=6.0)
+    assert np.all((x != 0) == (binary_erosion(protein, iterations=2) & (sim.data != 0)))
+
+
+def test_training_set_datalists_record_a_label_radius_that_is_not_the_default(tmp_path, structures_dir):
+    """The radius reaches training through the datalist (``training-set`` writes it when it is
+    not the default, so the default datalist and its hash stay as they were), and every sample
+    loaded from it carries it; a radius that is not a number in (0, 20] Å is refused."""
+    import json
+
+    from cryosse.errors import InputError
+    from cryosse.prep.dataset import load_datalist
+    from cryosse.prep.trainingset import build_training_set
+    from cryosse.train.loop import TrainConfig, _load_samples
+
+    (tmp_path / "splits.tsv").write_text("id\tentry\tsplit\n1ahsa_A\t1ahsa\ttrain\n")
+    for radius in (3.0, 2.0):
+        out = tmp_path / f"ts{radius:g}"
+        build_training_set(structures_dir / "structures.tsv", tmp_path / "splits.tsv", out, resolutions_a=(6.0,),
+                           radius_a=radius)
+        dl = load_datalist(out / "datalist.json")
+        assert ("label_radius_a" in json.loads((out / "datalist.json").read_text())) == (radius != 3.0)
+        s, = _load_samples(dl, "training", TrainConfig(voxel_size_a=2.0))
+        assert s.label_radius_a == radius
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(dict(json.loads((out / "datalist.json").read_text()), label_radius_a=-1)))
+    with pytest.raises(InputError, match="label_radius_a must be a number in"):
+        load_datalist(bad)
+
+
 def test_segment_domain_low_pass_after_the_mask_and_tight_box(sim):
     from cryosse.prep.realism import segment
 

@@ -139,6 +139,9 @@ def load_datalist(path: str | os.PathLike) -> dict:
                 if not isinstance(v, str) or not v or not re.fullmatch(PATH, v):
                     raise InputError(p, f"{where}.{f}: a path is expected, got {v!r:.60}")
                 item[f] = str(base / v)
+    r = dl.get("label_radius_a", 3.0)
+    if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 20:
+        raise InputError(p, f"label_radius_a must be a number in (0, 20] Å, got {r!r:.40}")
     if not dl["training"]:
         raise InputError(p, "datalist has no training samples")
     return dl

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .labels import DEFAULT_RADIUS_A
+
 __all__ = ["RealismConfig", "realism_problems", "degrade", "segment", "local_normalise", "support_normalise", "LOCAL_NORM_SIGMA_A"]
 
 #: Width (Å) of the Gaussian window of :func:`local_normalise`: wider than a helix (~10 Å),
@@ -153,12 +155,14 @@ def _belt(x: np.ndarray, zone: np.ndarray, v: float, rng: np.random.Generator, c
 
 
 def degrade(x: np.ndarray, protein: np.ndarray | None, voxel_size_a: float, rng: np.random.Generator,
-            cfg: RealismConfig = RealismConfig(), zone: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+            cfg: RealismConfig = RealismConfig(), zone: np.ndarray | None = None,
+            label_radius_a: float = DEFAULT_RADIUS_A) -> tuple[np.ndarray, dict]:
     """A degraded copy of density ``x`` and the parameters drawn.
 
     ``protein``: boolean mask of voxels near atoms (the label map's non-background), used by
     the masking effect; None disables it. ``zone``: the voxels near any atom, for the belt
-    (default ``protein``). The result is float32; its scale is arbitrary (feed it to
+    (default ``protein``); ``label_radius_a``: the radius ``protein`` was made with (the mask's
+    zone grows it to ``mask_zone_a``). The result is float32; its scale is arbitrary (feed it to
     :func:`local_normalise`).
     """
     v = float(voxel_size_a)
@@ -192,7 +196,7 @@ def degrade(x: np.ndarray, protein: np.ndarray | None, voxel_size_a: float, rng:
     if protein is not None and protein.any() and rng.random() < cfg.mask_p:
         from scipy.ndimage import binary_dilation
 
-        r = max(1, int(round((cfg.mask_zone_a - 3.0) / v)))
+        r = max(1, int(round((cfg.mask_zone_a - label_radius_a) / v)))
         zone = binary_dilation(protein, iterations=r)
         p["mask_zone_a"] = cfg.mask_zone_a
         x = np.where(zone, x, 0.0).astype(np.float32)
@@ -207,13 +211,14 @@ def degrade(x: np.ndarray, protein: np.ndarray | None, voxel_size_a: float, rng:
 
 
 def segment(x: np.ndarray, protein: np.ndarray, voxel_size_a: float, rng: np.random.Generator,
-            cfg: RealismConfig) -> tuple[np.ndarray, np.ndarray | None, tuple[slice, ...] | None, dict]:
+            cfg: RealismConfig, label_radius_a: float = DEFAULT_RADIUS_A
+            ) -> tuple[np.ndarray, np.ndarray | None, tuple[slice, ...] | None, dict]:
     """What users do to a map before prediction: segment it (zero outside a zone of the atoms,
     as ChimeraX ``volume zone`` does), sometimes with a contour that cuts into the molecule's
     own density or to one domain-sized region, a soft mask edge, a low-pass *after* masking, and
     a box cut tight around what is left.
 
-    ``protein``: voxels within the label radius of any atom. Returns (density, label mask or
+    ``protein``: voxels within the label radius (``label_radius_a``) of any atom. Returns (density, label mask or
     None, tight box or None, parameters): labels should be kept only where the mask is true
     (voxels more than a label radius away from any density left carry no evidence); the box is
     the region of the array the user's map would hold (normalise it on its own)."""
@@ -225,8 +230,8 @@ def segment(x: np.ndarray, protein: np.ndarray, voxel_size_a: float, rng: np.ran
     v = float(voxel_size_a)
     u = lambda lo_hi: float(rng.uniform(*lo_hi))  # noqa: E731
     p["segment_zone_a"] = u(cfg.segment_zone_a)
-    # protein is the zone of the label radius (3 Å); grow or shrink it to the drawn radius
-    steps = int(round((p["segment_zone_a"] - 3.0) / v))
+    # protein is the zone of the label radius; grow or shrink it to the drawn radius
+    steps = int(round((p["segment_zone_a"] - label_radius_a) / v))
     zone = (binary_dilation(protein, iterations=steps) if steps > 0 else
             binary_erosion(protein, iterations=-steps) if steps < 0 else protein.copy())
     if not zone.any():
@@ -248,7 +253,7 @@ def segment(x: np.ndarray, protein: np.ndarray, voxel_size_a: float, rng: np.ran
     if rng.random() < cfg.post_blur_p:
         p["post_blur_sigma_a"] = u(cfg.post_blur_sigma_a)
         x = _gauss(x, p["post_blur_sigma_a"] / v)
-    keep = binary_dilation(zone, iterations=max(1, int(round(3.0 / v))))
+    keep = binary_dilation(zone, iterations=max(1, int(round(label_radius_a / v))))
     box = None
     if rng.random() < cfg.tight_p:
         p["tight_margin_a"] = u(cfg.tight_margin_a)

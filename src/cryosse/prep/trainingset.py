@@ -139,6 +139,8 @@ def build_training_set(structures_tsv: str | os.PathLike, splits_tsv: str | os.P
     if extra_structures_tsv:
         description += f"; plus {n_extra} extra training entries ({Path(extra_structures_tsv).parent.name})"
     datalist: dict = {"training": [], "validation": [], "description": description}
+    if radius_a != DEFAULT_RADIUS_A:  # realism's zones need it; the default datalist (and its hash) stays as it was
+        datalist["label_radius_a"] = float(radius_a)
     if extra_structures_tsv:
         datalist["extra_excluded"] = excluded
     for k, e in enumerate(entries, 1):

@@ -10,6 +10,7 @@ from ..io import read_map
 from ..metrics import to_three_class
 from ..net.inputs import prepare_density
 from ..prep.density import resample
+from ..prep.labels import DEFAULT_RADIUS_A
 
 __all__ = ["Sample", "load_sample", "memory_plan"]
 
@@ -25,10 +26,11 @@ class Sample:
     raw: np.ndarray | None = None  # working-grid density before normalisation (for realism)
     keep: np.ndarray | None = None  # a segmented copy: where its labels hold (patches stay there)
     keep_points: dict | None = None  # and its voxels of each class (0, 1, 2) inside keep, (N, 3)
+    label_radius_a: float = DEFAULT_RADIUS_A  # the radius its labels were made with (realism's zones)
 
 
 def load_sample(sample_id: str, density_path: str, labels_path: str, voxel_size_a: float,
-                norm: str = "zscore", keep_raw: bool = False) -> Sample:
+                norm: str = "zscore", keep_raw: bool = False, label_radius_a: float = DEFAULT_RADIUS_A) -> Sample:
     dens = read_map(density_path)
     labs = read_map(labels_path)
     if dens.data.shape != labs.data.shape:
@@ -36,7 +38,8 @@ def load_sample(sample_id: str, density_path: str, labels_path: str, voxel_size_
     work, x, pad = prepare_density(dens, voxel_size_a, norm)
     lab = resample(labs.with_data(labs.data.astype(np.uint8)), voxel_size_a, order=0).data
     return Sample(sample_id, x, to_three_class(lab), pad, lab.astype(np.uint8),
-                  float(dens.voxel_size_a[0]), work.data.astype(np.float32) if keep_raw else None)
+                  float(dens.voxel_size_a[0]), work.data.astype(np.float32) if keep_raw else None,
+                  label_radius_a=float(label_radius_a))
 
 
 #: bytes per working-grid voxel of a training sample: normalised density (4), labels in three

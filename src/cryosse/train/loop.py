@@ -33,6 +33,7 @@ from ..net.inputs import NORMALISATIONS
 from ..net.network import PRESETS, build_network
 from ..net.window import sliding_window_probs
 from ..prep.dataset import load_datalist
+from ..prep.labels import DEFAULT_RADIUS_A
 from .config import TrainConfig
 from .curve import plot_curve, write_step_losses
 from .data import Sample, load_sample
@@ -209,10 +210,12 @@ def _validate(net, val_s: list[Sample], val_real: list[Sample], card: dict, divi
     return float(np.nanmean(parts)), sheet
 
 
-def _load_samples(items: list[dict], cfg: TrainConfig) -> list[Sample]:
-    """A datalist's items as samples on the run's grid and normalisation (raw kept for realism)."""
-    return [load_sample(it["id"], it["image"], it["label"], cfg.voxel_size_a, cfg.norm, keep_raw=cfg.realism)
-            for it in items]
+def _load_samples(dl: dict, key: str, cfg: TrainConfig) -> list[Sample]:
+    """A datalist's ``key`` items as samples on the run's grid and normalisation (raw kept for
+    realism), with the label radius the datalist records (else the default)."""
+    r = dl.get("label_radius_a", DEFAULT_RADIUS_A)
+    return [load_sample(it["id"], it["image"], it["label"], cfg.voxel_size_a, cfg.norm, keep_raw=cfg.realism,
+                        label_radius_a=r) for it in dl.get(key, [])]
 
 
 def validate(net, card: dict, datalist_path: str | os.PathLike, device: str = "cpu") -> dict:
@@ -224,7 +227,7 @@ def validate(net, card: dict, datalist_path: str | os.PathLike, device: str = "c
 
     known = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in (card.get("train_config") or {}).items() if k in known})
-    val_s = _load_samples(load_datalist(datalist_path).get("validation", []), cfg)
+    val_s = _load_samples(load_datalist(datalist_path), "validation", cfg)
     if not val_s:
         raise InputError(datalist_path, "has no validation samples")
     check_compatible(card, classes=list(CLASS3), voxel_size_a=val_s[0].data_voxel_size_a, path=str(datalist_path))
@@ -255,7 +258,7 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
     dl = load_datalist(datalist_path)
     if cfg.norm not in NORMALISATIONS:
         raise InputError("train.norm", f"unknown normalisation {cfg.norm!r} ({', '.join(NORMALISATIONS)})")
-    train_s, val_s = _load_samples(dl["training"], cfg), _load_samples(dl.get("validation", []), cfg)
+    train_s, val_s = _load_samples(dl, "training", cfg), _load_samples(dl, "validation", cfg)
     # validation on degraded copies too (one fixed draw per sample at full strength)
     val_real = _degraded_copies(val_s, cfg) if cfg.realism else []
     data_voxel = train_s[0].data_voxel_size_a

@@ -23,8 +23,8 @@ def _degrade_whole(s: Sample, cfg: TrainConfig, g: np.random.Generator, strength
 
     rc = realism_config(cfg).scaled(strength)
     protein = s.labels4 > 0  # every labelled voxel: helix, sheet and other (loops)
-    x, _ = degrade(s.raw, protein, cfg.voxel_size_a, g, rc)
-    x, keep, box, _ = segment(x, protein, cfg.voxel_size_a, g, rc)
+    x, _ = degrade(s.raw, protein, cfg.voxel_size_a, g, rc, label_radius_a=s.label_radius_a)
+    x, keep, box, _ = segment(x, protein, cfg.voxel_size_a, g, rc, s.label_radius_a)
     if box is None:
         x, pad = normalise(x, cfg.voxel_size_a, cfg.norm)
     else:  # the user's tight box, normalised on its own; outside it, what prediction pads with
@@ -36,7 +36,8 @@ def _degrade_whole(s: Sample, cfg: TrainConfig, g: np.random.Generator, strength
         keep = keep & in_box
     y = s.y if keep is None else np.where(keep, s.y, 0).astype(s.y.dtype)
     points = None if keep is None else {c: np.argwhere(keep & (y == c)) for c in (0, 1, 2)}
-    return Sample(sid or s.id, x, y, pad, s.labels4, s.data_voxel_size_a, keep=keep, keep_points=points)
+    return Sample(sid or s.id, x, y, pad, s.labels4, s.data_voxel_size_a, keep=keep, keep_points=points,
+                  label_radius_a=s.label_radius_a)
 
 
 def _degraded_copies(samples: list[Sample], cfg: TrainConfig) -> list[Sample]:
