@@ -170,6 +170,23 @@ def test_resume_after_kill_is_exact(tiny_dataset, tmp_path):
     assert card["loss"] == "focal_dice" and card["data_sha256"] and card["classes"] == ["other", "helix", "sheet"]
 
 
+def test_a_finished_run_without_its_best_checkpoint_trains_afresh(tiny_dataset, tmp_path):
+    """A workflow rerun (a forced rule, an input touched) deletes a training job's outputs but
+    not last.pt: the run must not resume a finished state whose best weights are gone (it failed
+    with 'no such checkpoint'); it trains afresh and ends with the same weights."""
+    from cryosse.train.loop import TrainConfig, train
+
+    cfg = TrainConfig(steps=4, batch=1, val_every=2, patch=16, preset="small", seed=3)
+    first = train(tiny_dataset / "datalist.json", tmp_path, cfg)
+    a = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["state_dict"]
+    for name in ("checkpoint.pt", "model_card.json", "training_curve.png"):
+        (tmp_path / name).unlink()
+    again = train(tiny_dataset / "datalist.json", tmp_path, cfg)
+    assert again["steps_run"] == first["steps_run"] == 4 and (tmp_path / "model_card.json").is_file()
+    b = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 def test_train_each_loss(tiny_dataset, tmp_path, loss):
     from cryosse.train.loop import TrainConfig, train

@@ -277,6 +277,10 @@ def train(datalist_path: str | os.PathLike, out_dir: str | os.PathLike,
              "since_better": 0, "running": [], "elapsed": 0.0}
     last = out / "last.pt"
     blob = _resumable(last, device, card, data_voxel) if resume and last.is_file() else None
+    if blob is not None and blob["state"].get("best") is not None and not (out / "checkpoint.pt").is_file():
+        # its best weights are gone (a workflow rerun deletes a job's outputs, not last.pt)
+        print(f"{last}: the run's best checkpoint is gone; starting afresh", file=sys.stderr)
+        blob = None
     if blob is not None:
         net.load_state_dict(blob["state_dict"])
         opt.load_state_dict(blob["optimizer"])
