@@ -45,12 +45,12 @@ def main() -> int:
     if a.compare:
         import json
 
-        from cryosse.evaluate.robustness import decide, format_decision
+        from cryosse.evaluate.robustness import decide, format_decision, model_labels
 
         old = json.loads(Path(a.compare).read_text())
         table = format_comparison(old, s)
         if "selection" in s["targets"] and "selection" in old["targets"]:  # the rule of the notebook
-            table += "\n\n" + format_decision(decide(old, s), old["model"], s["model"])
+            table += "\n\n" + format_decision(decide(old, s), *model_labels(old, s))
         (Path(a.output) / "comparison.md").write_text(table + "\n")
         print(table)
     return 0

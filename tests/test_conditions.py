@@ -213,6 +213,14 @@ def test_comparison_matches_rows_and_reports_both_models_targets():
     assert "| report | m | helixonly | 0.45 (0.40) | 0.55 (0.50) | +0.10 | – | – | – |" in text
     assert "only_in_new" not in text  # rows are matched, not invented
     assert "| report | old | 0.53 (missed) | 0.40 (missed) | 3 of 3 | 3 of 3 |" in text
+    # two checkpoints of one name (candidates' calibrated.pt): told apart by their folders
+    from cryosse.evaluate.robustness import model_labels
+
+    a, b = (dict(r, model="calibrated", checkpoint=f"/x/{d}/calibrated.pt") for r, d in ((old, "G"), (new, "H")))
+    assert model_labels(a, b) == ("G/calibrated", "H/calibrated")
+    assert "| report | m | deposited | " in format_comparison(a, b) and "helix G/calibrated | helix H/calibrated" in \
+        format_comparison(a, b)
+    assert model_labels(a, dict(b, checkpoint="/x/G/calibrated.pt")) == ("G/calibrated (previous)", "G/calibrated (new)")
 
 
 def test_decision_counts_only_crossings_that_lose_more_than_the_tolerance():

@@ -229,12 +229,21 @@ def format_conditions(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def model_labels(old: dict, new: dict) -> tuple[str, str]:
+    """Names for two benchmark runs in one table: their models' names, with the checkpoints'
+    folders when the names are the same (two ``calibrated.pt``), else "previous" and "new"."""
+    a, b = old["model"], new["model"]
+    if a == b:
+        a, b = (f"{Path(str(r.get('checkpoint', ''))).parent.name}/{r['model']}" for r in (old, new))
+    return (a, b) if a != b else (f"{a} (previous)", f"{b} (new)")
+
+
 def format_comparison(old: dict, new: dict) -> str:
     """Two runs of the benchmark (``conditions.json`` of a previous and a new model) side by
     side: per condition and map, voxel F1 (residue F1) of each, helix and sheet, and the
     change; then each set's targets for both. Rows are matched by set, map and condition."""
     before = {(r["set"], r["case"], r["condition"]): r for r in old["rows"]}
-    a, b = old["model"], new["model"]
+    a, b = model_labels(old, new)
     lines = [f"Voxel F1 (residue F1): {a} → {b}, and the change in voxel F1.", "",
              f"| set | map | condition | helix {a} | helix {b} | Δ | sheet {a} | sheet {b} | Δ |",
              "|---|---|---|---|---|---|---|---|---|"]
