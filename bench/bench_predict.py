@@ -33,10 +33,12 @@ import sys
 import time
 from pathlib import Path
 
+from cryosse import BUNDLED_NAME
+
 HERE = Path(__file__).resolve().parent
 CASES = {"component_74x59x83": (83, 59, 74), "map_200": (200, 200, 200)}  # z, y, x at 1 Å
 SCALE = {"map_200A": ((200, 200, 200), 1.0), "map_295A": ((220, 220, 220), 1.34), "map_402A": ((300, 300, 300), 1.34)}
-BUNDLED = HERE.parent / "src/cryosse/data/models/cryosse-sse-v1.2.pt"
+BUNDLED = HERE.parent / f"src/cryosse/data/models/{BUNDLED_NAME}.pt"
 
 
 def setup(checkpoint: str | None = None):
@@ -140,7 +142,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--checkpoint", help="time this checkpoint's network (e.g. the bundled model, "
-                    "src/cryosse/data/models/cryosse-sse-v1.2.pt) instead of a random resunet")
+                    f"src/cryosse/data/models/{BUNDLED_NAME}.pt) instead of a random resunet")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--scale", action="store_true", help="the map-size scale bench (module doc)")
     ap.add_argument("--real-map", help="EMD-0093's map: planned tiles against the old tiling")

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
+from cryosse import BUNDLED_NAME
 from cryosse.io import read_map, read_tsv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -399,7 +400,7 @@ def test_end_to_end_tiny(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     r4 = snakemake("--cores", "2", "bundled_model", cwd=tmp_path)
     assert r4.returncode == 0, r4.stdout[-3000:] + r4.stderr[-3000:]
-    card = json.loads((res / "bundle/cryosse-sse-v1.2.json").read_text())
+    card = json.loads((res / f"bundle/{BUNDLED_NAME}.json").read_text())
     assert card["arch"]["type"] == "ensemble" and [m["seed"] for m in card["members"]] == [0, 1]
     for m in card["members"]:
         tc = m["train_config"]
@@ -413,7 +414,7 @@ def test_end_to_end_tiny(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     r4b = snakemake("--cores", "2", "bundled_model", cwd=tmp_path)
     assert r4b.returncode == 0, r4b.stdout[-3000:] + r4b.stderr[-3000:]
-    card = json.loads((res / "bundle/cryosse-sse-v1.2.json").read_text())
+    card = json.loads((res / f"bundle/{BUNDLED_NAME}.json").read_text())
     for i, m in enumerate(card["members"]):
         assert m["init_checkpoint"]["path"] == f"results/bundle/model/seed{i}/checkpoint.pt"
         assert [x["seed"] for x in m["soup"]] == [i, i + 100] and m["metrics"]["val_helix_f1"] >= 0

@@ -10,6 +10,11 @@ calls.
 """
 __version__ = "0.1.0"
 
+#: The name of the model that ships with cryosse: ``data/models/{BUNDLED_NAME}.pt`` in the package,
+#: ``results/bundle/{BUNDLED_NAME}.pt`` from ``snakemake bundled_model`` (one place to change when
+#: a new model ships).
+BUNDLED_NAME = "cryosse-sse-v1.2"
+
 #: Version of the tensor data contract (see docs/data_contract.md).
 DATA_CONTRACT_VERSION = "1.1"
 

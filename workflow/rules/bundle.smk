@@ -146,8 +146,8 @@ rule bundle_export:
     input:
         unpack(bundle_export_input),
     output:
-        model="results/bundle/cryosse-sse-v1.2.pt",
-        card="results/bundle/cryosse-sse-v1.2.json",
+        model=f"results/bundle/{BUNDLED_NAME}.pt",
+        card=f"results/bundle/{BUNDLED_NAME}.json",
         recipe="results/bundle/recipe.json",
     params:
         real_maps=real_maps_arg,

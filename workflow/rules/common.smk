@@ -5,7 +5,7 @@ import os
 
 from snakemake.utils import validate
 
-from cryosse import ids
+from cryosse import BUNDLED_NAME, ids
 from cryosse.fetch import read_query_table
 from cryosse.io import read_tsv
 from cryosse.train.config import LOSSES
@@ -161,7 +161,7 @@ def real_map_names():
 
 def bundle_targets(wildcards):
     """The exported model, and its scores on the real maps when they are present."""
-    targets = ["results/bundle/cryosse-sse-v1.2.pt"]
+    targets = [f"results/bundle/{BUNDLED_NAME}.pt"]
     if have_real_maps():
         targets.append("results/bundle/real_maps/real_maps.md")
     return targets

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .. import BUNDLED_NAME
 from ..errors import InputError
 from .options import add_command, alias, output_option, say
 
@@ -186,7 +187,7 @@ def register(sub) -> None:
                     "low-passed, with fitted models) within 6 Å of their models: voxel and residue F1, slice "
                     "figures; --diagnose adds the research diagnostics (clean simulation, Cα-trace oracle, "
                     "grid ceiling).",
-                    "real-maps --checkpoint src/cryosse/data/models/cryosse-sse-v1.2.pt --cases bench/real_maps.yaml "
+                    f"real-maps --checkpoint src/cryosse/data/models/{BUNDLED_NAME}.pt --cases bench/real_maps.yaml "
                     "-o real_maps", cmd_real_maps)
     s.add_argument("--checkpoint", required=True, help="checkpoint to score")
     cases_options(s)

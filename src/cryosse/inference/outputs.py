@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import BUNDLED_NAME
 from ..errors import InputError
 from ..net.device import resolve_device
 from ..io import Map, write_json, write_map, write_map_mmap, write_text
@@ -24,7 +25,7 @@ __all__ = ["predict_to_dir", "write_view_script", "OUTPUT_FILES", "BUNDLED_CHECK
 
 #: The model that ships with cryosse (``snakemake bundled_model`` rebuilds it; its model card
 #: says how it was trained and how it scores on real maps).
-BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "models" / "cryosse-sse-v1.2.pt"
+BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "models" / f"{BUNDLED_NAME}.pt"
 #: The previous bundled model (cryosse-sse-v1.1), kept in the package: the bundle recipe's
 #: fine-tunes start from its members (config bundle.finetune.init).
 PREVIOUS_CHECKPOINT = BUNDLED_CHECKPOINT.with_name("cryosse-sse-v1.1.pt")
