@@ -731,22 +731,26 @@ def test_train_plans_its_memory_from_the_headers(tmp_path):
 
 
 def test_the_training_plan_bounds_the_measured_peak(tmp_path):
-    """Between a datalist and one with six times its maps (the same files under new ids), the
+    """Between a datalist and one with twelve times its maps (the same files under new ids), the
     measured peak of a one-step run with realism grows less than the plan's estimate. The
-    labels are two thirds helix and sheet, near the plan's worst case of all voxels."""
+    labels are two thirds helix and sheet, near the plan's worst case of all voxels. The small
+    run's peak is the lower of two (a transient spike in it once hid the growth on loaded cores)."""
     rng = np.random.default_rng(0)
     n = 64
     write_map(Map(rng.standard_normal((n, n, n)).astype(np.float32), (2.0,) * 3), tmp_path / "d.mrc")
     write_map(Map(rng.integers(0, 4, (n, n, n)).astype(np.uint8), (2.0,) * 3), tmp_path / "l.mrc", labels=True)
-    growth = []
-    for copies in (1, 6):
+
+    def peak(copies, k=0):
         item = lambda split, c: {"id": f"{split}-{c}", "image": "d.mrc", "label": "l.mrc"}  # noqa: E731
         path = _datalist(tmp_path / f"dl{copies}.json", {
             "training": [item("t", c) for c in range(2 * copies)], "validation": [item("v", c) for c in range(copies)]})
-        growth.append(_peak_and_estimate(["train", "--datalist", path, "--steps", "1", "--patch", "16", "--batch", "1",
-                                          "--preset", "small", "--realism", "--device", "cpu", "--val-every", "1",
-                                          "-o", tmp_path / f"run{copies}"]))
-    measured, estimated = growth[1][0] - growth[0][0], growth[1][1] - growth[0][1]
+        return _peak_and_estimate(["train", "--datalist", path, "--steps", "1", "--patch", "16", "--batch", "1",
+                                   "--preset", "small", "--realism", "--device", "cpu", "--val-every", "1",
+                                   "-o", tmp_path / f"run{copies}_{k}"])
+
+    small = min(peak(1, k) for k in range(2))
+    big = peak(12)
+    measured, estimated = big[0] - small[0], big[1] - small[1]
     print(f"train: peak grew {measured / 1e6:.0f} MB, estimate {estimated / 1e6:.0f} MB")
     assert 0 < measured < estimated, (measured / 1e6, estimated / 1e6)
 
