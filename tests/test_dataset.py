@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+import shutil
 
 import pytest
 from Bio import Align
@@ -312,3 +314,34 @@ def test_crop_entry_and_the_old_crop_order_give_the_same_components(tmp_path, st
         assert json.loads((out / "meta.json").read_text())["counts"] == \
             json.loads((many / "meta.json").read_text())["counts"]
     assert "old order" in capsys.readouterr().err
+
+
+def test_component_datasets_record_a_label_radius_that_is_not_the_default(tmp_path, structures_dir):
+    """Components labelled with another radius carry it in meta.json; the data set's datalist
+    records it (realism's zones need it; the default datalist is unchanged), and components of
+    two radii in one data set are refused, naming one of them."""
+    from cryosse.cli import main
+    from cryosse.errors import InputError
+    from cryosse.prep.dataset import write_manifest
+
+    model = structures_dir / "1a8o.pdb.gz"
+    assert main(["simulate", str(model), "--resolution", "6", "-o", str(tmp_path / "m.mrc")]) == 0
+    comps = {}
+    for radius in (3.0, 2.0):
+        out = tmp_path / f"r{radius:g}" / "1a8o_A"
+        assert main(["crop", str(model), str(tmp_path / "m.mrc"), "--chain", "A", "--id", "1a8o_A", "--entry", "1a8o",
+                     "--resolution", "6", "--label-radius", str(radius), "-o", str(out)]) == 0
+        assert json.loads((out / "meta.json").read_text())["label_radius_a"] == radius
+        comps[radius] = out
+    (tmp_path / "splits.tsv").write_text("id\tsplit\n1a8o_A\ttrain\n")
+    for radius, out in comps.items():
+        write_manifest([out], tmp_path / "splits.tsv", tmp_path / f"m{radius:g}.tsv", tmp_path / f"d{radius:g}.json")
+        dl = json.loads((tmp_path / f"d{radius:g}.json").read_text())
+        assert dl.get("label_radius_a") == (None if radius == 3.0 else radius)
+    other = tmp_path / "r3b" / "1a8o_B"
+    shutil.copytree(comps[3.0], other)
+    meta = json.loads((other / "meta.json").read_text())
+    (other / "meta.json").write_text(json.dumps(dict(meta, id="1a8o_B")))
+    (tmp_path / "splits.tsv").write_text("id\tsplit\n1a8o_A\ttrain\n1a8o_B\tval\n")
+    with pytest.raises(InputError, match="labels made within 3 Å, but .* within 2 Å: one data set, one label radius"):
+        write_manifest([comps[2.0], other], tmp_path / "splits.tsv", tmp_path / "mx.tsv", tmp_path / "dx.json")

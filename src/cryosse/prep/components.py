@@ -131,6 +131,6 @@ def write_component(out: str | os.PathLike, density: Map, atoms: ProteinAtoms, c
     write_map(comp.density, out / "density.mrc")
     write_map(comp.labels, out / "labels.mrc", labels=True)
     meta = dict(meta, status="ok", reason="", shape_xyz=list(comp.density.shape_xyz),
-                origin_a=list(comp.density.origin_a), counts=comp.counts)
+                origin_a=list(comp.density.origin_a), counts=comp.counts, label_radius_a=float(cfg.label_radius_a))
     write_json(out / "meta.json", meta)
     return meta

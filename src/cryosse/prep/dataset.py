@@ -14,6 +14,7 @@ from pathlib import Path
 from .. import DATA_CONTRACT_VERSION
 from ..errors import InputError
 from ..io import read_tsv, write_json, write_tsv
+from .labels import DEFAULT_RADIUS_A
 from .split import read_splits
 
 __all__ = ["MANIFEST_COLUMNS", "MANIFEST_PATHS", "write_manifest", "read_manifest", "load_datalist"]
@@ -53,6 +54,7 @@ def write_manifest(component_dirs: list[str | os.PathLike], splits_tsv: str | os
     manifest_dir = Path(manifest_path).resolve().parent
     datalist_dir = Path(datalist_path).resolve().parent
     rows = []
+    radii: dict[float, str] = {}  # label radius -> a component made with it
     datalist = {"training": [], "validation": [], "test": []}
     key = {"train": "training", "val": "validation", "test": "test"}
     for d in _component_folders(component_dirs):
@@ -79,8 +81,14 @@ def write_manifest(component_dirs: list[str | os.PathLike], splits_tsv: str | os
                 if row["fold"] not in ("", "-1"):
                     item["fold"] = int(row["fold"])
                 datalist[key[row["split"]]].append(item)
+                radii.setdefault(float(meta.get("label_radius_a", DEFAULT_RADIUS_A)), str(d))
         rows.append(row)
+    if len(radii) > 1:
+        (a, da), (b, db) = sorted(radii.items())[:2]
+        raise InputError(db, f"labels made within {b:g} Å, but {da} within {a:g} Å: one data set, one label radius")
     write_tsv(manifest_path, rows, MANIFEST_COLUMNS)
+    if radii and next(iter(radii)) != DEFAULT_RADIUS_A:  # realism's zones need it (the default: as before)
+        datalist["label_radius_a"] = next(iter(radii))
     datalist.update(name="cryosse", data_contract=DATA_CONTRACT_VERSION,
                     labels={"0": "background", "1": "helix", "2": "sheet", "3": "other"},
                     numTraining=len(datalist["training"]))
@@ -139,7 +147,7 @@ def load_datalist(path: str | os.PathLike) -> dict:
                 if not isinstance(v, str) or not v or not re.fullmatch(PATH, v):
                     raise InputError(p, f"{where}.{f}: a path is expected, got {v!r:.60}")
                 item[f] = str(base / v)
-    r = dl.get("label_radius_a", 3.0)
+    r = dl.get("label_radius_a", DEFAULT_RADIUS_A)
     if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 20:
         raise InputError(p, f"label_radius_a must be a number in (0, 20] Å, got {r!r:.40}")
     if not dl["training"]:
