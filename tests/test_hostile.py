@@ -431,8 +431,10 @@ def test_a_small_budget_refuses_a_real_map_naming_both_numbers(tmp_path, capsys)
 def _peak_and_estimate(args) -> tuple[int, float]:
     """(peak RSS bytes of ``cryosse ARGS``, its plan's estimate in bytes from the refusal with a
     tiny budget)."""
-    code = ("import resource, sys; from cryosse.cli import main; c = main(sys.argv[1:]); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, c)")
+    # VmHWM, the peak of this process's own memory map: ru_maxrss would also count the parent's
+    # resident set at the fork (a pytest process grown large late in the suite hid every growth)
+    code = ("import sys; from cryosse.cli import main; c = main(sys.argv[1:]); "
+            "print(next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM:')), c)")
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     r = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env)
     rss, code = r.stdout.split()
