@@ -689,7 +689,7 @@ def _datalist(path: Path, items: dict) -> Path:
     return path
 
 
-def test_train_refuses_hostile_datalists_naming_the_item(tmp_path):
+def test_train_refuses_hostile_datalists_naming_the_item(tmp_path, capsys):
     """A datalist is a table of untrusted paths and ids: every item is checked before any file
     is read, and each problem is one line naming the file and the item."""
     good = {"id": "a_A", "image": "a.mrc", "label": "a_l.mrc"}
@@ -703,7 +703,7 @@ def test_train_refuses_hostile_datalists_naming_the_item(tmp_path):
              ({"training": []}, "datalist has no training samples")]
     for k, (content, what) in enumerate(cases):
         dl = _datalist(tmp_path / f"dl{k}.json", content)
-        line = one_error_line(run_cli("train", "--datalist", dl, "-o", tmp_path / f"out{k}"))
+        line = in_process_error(capsys, "train", "--datalist", dl, "-o", tmp_path / f"out{k}")
         assert f"{dl}: {what}" in line, line
         assert not (tmp_path / f"out{k}").exists()
 
@@ -735,8 +735,7 @@ def test_train_plans_its_memory_from_the_headers(tmp_path):
 def test_the_training_plan_bounds_the_measured_peak(tmp_path):
     """Between a datalist and one with twelve times its maps (the same files under new ids), the
     measured peak of a one-step run with realism grows less than the plan's estimate. The
-    labels are two thirds helix and sheet, near the plan's worst case of all voxels. The small
-    run's peak is the lower of two (a transient spike in it once hid the growth on loaded cores)."""
+    labels are two thirds helix and sheet, near the plan's worst case of all voxels."""
     rng = np.random.default_rng(0)
     n = 64
     write_map(Map(rng.standard_normal((n, n, n)).astype(np.float32), (2.0,) * 3), tmp_path / "d.mrc")
@@ -750,14 +749,13 @@ def test_the_training_plan_bounds_the_measured_peak(tmp_path):
                                    "--preset", "small", "--realism", "--device", "cpu", "--val-every", "1",
                                    "-o", tmp_path / f"run{copies}_{k}"])
 
-    small = min(peak(1, k) for k in range(2))
-    big = peak(12)
+    small, big = peak(1), peak(12)
     measured, estimated = big[0] - small[0], big[1] - small[1]
     print(f"train: peak grew {measured / 1e6:.0f} MB, estimate {estimated / 1e6:.0f} MB")
     assert 0 < measured < estimated, (measured / 1e6, estimated / 1e6)
 
 
-def test_real_map_case_files_are_untrusted(tmp_path, checkpoint):
+def test_real_map_case_files_are_untrusted(tmp_path, checkpoint, capsys):
     """A case's name becomes output file names and its paths are read: a name outside the id
     grammar or used twice, a path outside the data folder and a resolution that is not a
     positive number of Å are each one line naming the case file and the case."""
@@ -774,22 +772,22 @@ def test_real_map_case_files_are_untrusted(tmp_path, checkpoint):
         f = tmp_path / f"cases{k}.yaml"
         f.write_text(yaml.safe_dump({"cases": items}))
         for cmd in ("real-maps", "calibrate"):
-            line = one_error_line(run_cli(cmd, "--cases", f, "--checkpoint", ckpt, "--data", tmp_path,
-                                          "-o", tmp_path / f"out{k}"))
+            line = in_process_error(capsys, cmd, "--cases", f, "--checkpoint", ckpt, "--data", tmp_path,
+                                    "-o", tmp_path / f"out{k}")
             assert f"{f}: {what}" in line, (cmd, line)
         assert not (tmp_path / f"out{k}").exists()
 
 
 @pytest.mark.parametrize("command, what", [("report", "an evaluation from 'cryosse evaluate'"),
                                            ("compare-losses", "a score file from 'cryosse score'")])
-def test_reports_refuse_records_that_are_not_theirs(tmp_path, command, what):
+def test_reports_refuse_records_that_are_not_theirs(tmp_path, command, what, capsys):
     """The JSON files report and compare-losses aggregate: not JSON, not an object, or missing a
     key is one line naming the file, and the output folder is not made."""
     for k, text in enumerate(["[1, 2]", '{"helix": 3}', '{"classes": "x", "confusion": 1, "n_samples": 2}',
                               "not json"]):
         f = tmp_path / f"in{k}.json"
         f.write_text(text)
-        line = one_error_line(run_cli(command, f, "-o", tmp_path / "out"))
+        line = in_process_error(capsys, command, f, "-o", tmp_path / "out")
         assert line.startswith(f"cryosse: error: {f}: not "), line
         assert what in line or "not a readable JSON file" in line, line
         assert not (tmp_path / "out").exists()
