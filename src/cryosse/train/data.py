@@ -54,7 +54,7 @@ VAL_BYTES, VAL_REALISM_BYTES = 4 + 2, 4 + 6
 READ_BYTES = 12
 
 
-def memory_plan(datalist: dict, voxel_size_a: float, realism: bool, culprit="datalist") -> tuple[float, str]:
+def memory_plan(datalist: dict, voxel_size_a: float, realism: bool) -> tuple[float, str]:
     """(bytes, what) the samples of a datalist (from :func:`cryosse.prep.dataset.load_datalist`)
     will hold on the working grid, from the MRC headers of its images and labels alone, before
     any data is read; the largest map's own read (file copy, float32 and labels at its voxel size)
