@@ -108,6 +108,21 @@ def tiny_dataset(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_local_run(tmp_path_factory) -> Path:
+    """The workflow's default target on the tiny config (test_workflow.TINY_CONFIG), run once
+    locally: test_end_to_end_tiny checks it and goes on with more targets in the same folder
+    (they leave the default target's files alone), and the Slurm scenario compares its own run
+    with it."""
+    from test_workflow import snakemake, tiny_project
+
+    project = tiny_project(tmp_path_factory.mktemp("tiny-workflow") / "project")
+    r = snakemake("--cores", "2", "--workflow-profile", str(Path(__file__).resolve().parents[1]
+                                                               / "workflow/profiles/default"), cwd=project)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return project
+
+
 @pytest.fixture
 def checkpoint(tmp_path):
     """A small untrained 3-class network (seed 0) saved with a minimal model card."""

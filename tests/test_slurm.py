@@ -6,7 +6,8 @@ machine; the cluster is stopped when the session ends, also after failures. Wher
 installed or started (no root, no apt, no network) the tests that need it are skipped.
 
 One scenario, run once for this module, exercises everything on the tiny 7-entry config of
-tests/test_workflow.py, while the same workflow runs locally beside it for reference:
+tests/test_workflow.py; the same workflow run locally (conftest.py's ``tiny_local_run``, which
+test_end_to_end_tiny checks too) is the reference:
 
 1. a first Slurm run (retries off) in which the `train` job is cancelled with `scancel` as soon as
    it runs, so the run stops with the data preparation finished;
@@ -26,10 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from cryosse.io import read_map, read_tsv
-from test_workflow import TINY_ENTRIES
+from test_workflow import TINY_ENTRIES, tiny_project
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -44,7 +44,6 @@ STATE_DIR = os.environ.get("CRYOSSE_SLURM_DIR", "/tmp/cryosse-slurm")
 SLURM_ARGS = ["--executor", "slurm", "--workflow-profile", str(PROFILE),
               "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
               "--cores", "2", "--resources", "mem_mb=8000", "gpu=1"]
-LOCAL_ARGS = ["--workflow-profile", str(ROOT / "workflow/profiles/default"), "--cores", "2"]
 
 
 def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
@@ -60,12 +59,8 @@ def env_with(path_first: Path | None = None) -> dict:
 
 
 def tiny_config(workdir: Path) -> Path:
-    workdir.mkdir(parents=True, exist_ok=True)
-    cfg = {"structures": str(ROOT / "src/cryosse/data/structures/structures.tsv"),
-           "entries": TINY_ENTRIES,
-           "train": {"steps": 12, "val_every": 6, "batch": 2}}
-    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    return workdir
+    """The tiny end-to-end work folder (test_workflow.tiny_project), as the local reference has it."""
+    return tiny_project(workdir)
 
 
 def tail(text: str, n: int = 4000) -> str:
@@ -236,9 +231,9 @@ def cancel_train_when_running(proc: subprocess.Popen, workdir: Path, timeout: fl
 
 
 @pytest.fixture(scope="module")
-def scenario(slurm_cluster, tmp_path_factory):
+def scenario(slurm_cluster, tiny_local_run, tmp_path_factory):
     base = tmp_path_factory.mktemp("slurm-scenario")
-    on_slurm, local = tiny_config(base / "slurm"), tiny_config(base / "local")
+    on_slurm, local = tiny_config(base / "slurm"), tiny_local_run  # the local reference: conftest.py
 
     # stand-in `cryosse`: the first `cryosse report` fails, every other call is the real one
     fakebin, sentinel = base / "bin", base / "report-failed-once"
@@ -252,33 +247,26 @@ def scenario(slurm_cluster, tmp_path_factory):
         f'exec "{real}" "$@"\n')
     (fakebin / "cryosse").chmod(0o755)
 
-    with open(local / "run.log", "w") as local_log:
-        local_run = subprocess.Popen(snakemake_cmd(local, *LOCAL_ARGS), cwd=local, env=env_with(),
-                                     stdout=local_log, stderr=subprocess.STDOUT)
-        try:
-            with open(on_slurm / "run1.log", "w") as log1:
-                first = subprocess.Popen(snakemake_cmd(on_slurm, *SLURM_ARGS, "--retries", "0"),
-                                         cwd=on_slurm, env=env_with(fakebin),
-                                         stdout=log1, stderr=subprocess.STDOUT)
-                try:
-                    cancelled = cancel_train_when_running(first, on_slurm, timeout=600)
-                    first.wait(timeout=300)
-                finally:
-                    if first.poll() is None:
-                        first.kill()
-            after_first = mtimes(on_slurm / "results")
-            second = subprocess.run(snakemake_cmd(on_slurm, *SLURM_ARGS), cwd=on_slurm,
-                                    env=env_with(fakebin), capture_output=True, text=True,
-                                    timeout=900)
-            local_run.wait(timeout=900)
-        finally:
-            if local_run.poll() is None:
-                local_run.kill()
-            for job in squeue_jobs(on_slurm):
-                if job["state"] in ("PENDING", "RUNNING"):
-                    subprocess.run(["scancel", job["id"]], timeout=60)
+    try:
+        with open(on_slurm / "run1.log", "w") as log1:
+            first = subprocess.Popen(snakemake_cmd(on_slurm, *SLURM_ARGS, "--retries", "0"),
+                                     cwd=on_slurm, env=env_with(fakebin),
+                                     stdout=log1, stderr=subprocess.STDOUT)
+            try:
+                cancelled = cancel_train_when_running(first, on_slurm, timeout=600)
+                first.wait(timeout=300)
+            finally:
+                if first.poll() is None:
+                    first.kill()
+        after_first = mtimes(on_slurm / "results")
+        second = subprocess.run(snakemake_cmd(on_slurm, *SLURM_ARGS), cwd=on_slurm,
+                                env=env_with(fakebin), capture_output=True, text=True,
+                                timeout=900)
+    finally:
+        for job in squeue_jobs(on_slurm):
+            if job["state"] in ("PENDING", "RUNNING"):
+                subprocess.run(["scancel", job["id"]], timeout=60)
     first_log = (on_slurm / "run1.log").read_text()
-    assert local_run.returncode == 0, "local run failed:\n" + tail((local / "run.log").read_text())
     assert second.returncode == 0, "second Slurm run failed:\n" + tail(second.stdout + second.stderr)
     return {"slurm": on_slurm, "local": local, "first_rc": first.returncode,
             "first_log": first_log, "cancelled": cancelled, "after_first": after_first,

@@ -309,18 +309,23 @@ def _local_structures(dest: Path, entries: list[str]) -> str:
     return "structures/structures.tsv"
 
 
+#: the tiny end-to-end config (its structures table comes from :func:`tiny_project`)
+TINY_CONFIG = {"entries": TINY_ENTRIES, "train": {"steps": 12, "val_every": 6, "batch": 2},
+               "compare_losses": {"steps": 3}}
+
+
+def tiny_project(dest: Path) -> Path:
+    """A self-contained work folder with the tiny config and its structures."""
+    dest.mkdir(parents=True, exist_ok=True)
+    cfg = {"structures": _local_structures(dest, TINY_ENTRIES), **TINY_CONFIG}
+    (dest / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return dest
+
+
 @pytest.mark.slow
-def test_end_to_end_tiny(tmp_path):
-    tmp_path = tmp_path / "project"
-    tmp_path.mkdir()
-    cfg = {"structures": _local_structures(tmp_path, TINY_ENTRIES),
-           "entries": TINY_ENTRIES,
-           "train": {"steps": 12, "val_every": 6, "batch": 2},
-           "compare_losses": {"steps": 3}}
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    r = snakemake("--cores", "2", "--workflow-profile", str(ROOT / "workflow/profiles/default"),
-                  cwd=tmp_path)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+def test_end_to_end_tiny(tiny_local_run):
+    tmp_path = tiny_local_run  # the default target, run once (conftest.py); this test goes on in it
+    cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
     res = tmp_path / "results"
     manifest = read_tsv(res / "dataset/manifest.tsv")
     assert {m["id"] for m in manifest} == {f"{e}_{c}" for e, c in
