@@ -39,10 +39,12 @@ STOP = ROOT / "tests/slurm/stop-local-slurm.sh"
 STATE_DIR = os.environ.get("CRYOSSE_SLURM_DIR", "/tmp/cryosse-slurm")
 
 # Test-only flags. Without accounting (no slurmdbd) job status comes from `squeue` (finished jobs
-# stay listed for MinJobAge = 600 s); the first status check after 2 s instead of 40 s; per-job
-# caps that fit the one 2-CPU node with its one fake GPU (the profile's caps are for real nodes).
+# stay listed for MinJobAge = 600 s); the first status check after 2 s instead of 40 s and the
+# next ones every 2 s instead of 10 (the tiny jobs take seconds); per-job caps that fit the one
+# 2-CPU node with its one fake GPU (the profile's caps are for real nodes).
 SLURM_ARGS = ["--executor", "slurm", "--workflow-profile", str(PROFILE),
               "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
+              "--seconds-between-status-checks", "2",
               "--cores", "2", "--resources", "mem_mb=8000", "gpu=1"]
 
 
