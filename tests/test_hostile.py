@@ -732,6 +732,22 @@ def test_train_plans_its_memory_from_the_headers(tmp_path):
     assert f"{small}: label grid (5, 4, 4) (x, y, z) differs from its density's (4, 4, 4)" in line, line
 
 
+def test_the_training_plan_counts_the_grid_resampling_makes(tmp_path):
+    """The plan's working grid, from the headers, is the one loading makes, axis by axis, also
+    for voxels of a different size on each axis (an axis order mix-up would count 13 464 voxels
+    here instead of 10 560)."""
+    from cryosse.train.data import READ_BYTES, TRAIN_BYTES, load_sample, memory_plan
+
+    shape_zyx, voxel_xyz = (20, 30, 40), (1.0, 1.5, 2.5)
+    write_map(Map(np.ones(shape_zyx, np.float32), voxel_xyz), tmp_path / "d.mrc")
+    write_map(Map(np.ones(shape_zyx, np.uint8), voxel_xyz), tmp_path / "l.mrc", labels=True)
+    item = {"id": "a_A", "image": str(tmp_path / "d.mrc"), "label": str(tmp_path / "l.mrc")}
+    need, what = memory_plan({"training": [item]}, 2.0, realism=False)
+    work = load_sample("a_A", item["image"], item["label"], 2.0).x
+    assert work.shape == (24, 22, 20) and "0.0106 M voxels" in what, (work.shape, what)
+    assert need == work.size * (READ_BYTES + TRAIN_BYTES) + 20 * 30 * 40 * (4 + 4 + 1 + 1)
+
+
 def test_the_training_plan_bounds_the_measured_peak(tmp_path):
     """Between a datalist and one with twelve times its maps (the same files under new ids), the
     measured peak of a one-step run with realism grows less than the plan's estimate. The

@@ -196,10 +196,10 @@ def _resample_budget(a, map_path, voxel_size_a: float) -> None:
     import numpy as np
 
     from ..io.budget import check_budget, map_header
+    from ..prep.density import resampled_shape
 
     h = map_header(map_path)
-    extent = (np.asarray(h.shape_zyx[::-1]) - 1) * np.asarray(h.voxel_size_a)
-    n_out = float(np.prod(np.floor(extent / voxel_size_a) + 1))
+    n_out = float(np.prod(resampled_shape(h.shape_zyx[::-1], h.voxel_size_a, voxel_size_a), dtype=np.float64))
     check_budget(map_path, h.voxels * (2 * h.bytes_per_voxel + 4) + 24 * n_out, memory_budget(a),
                  f"{'x'.join(map(str, h.shape_zyx[::-1]))} voxels resampled to {n_out:.3g} of {voxel_size_a:g} Å")
 

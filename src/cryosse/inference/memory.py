@@ -49,9 +49,9 @@ class MemoryPlan:
 
 
 def _work_shape(shape_xyz, voxel_in, voxel_work: float) -> tuple[int, int, int]:
-    extent = (np.asarray(shape_xyz) - 1) * np.asarray(voxel_in)
-    n = np.floor(extent / voxel_work + 1e-6).astype(int) + 1
-    return tuple(int(v) for v in n[::-1])  # z, y, x
+    from ..prep.density import resampled_shape
+
+    return resampled_shape(shape_xyz, voxel_in, voxel_work)[::-1]  # z, y, x
 
 
 def plan_memory(shape_zyx, voxel_size_a, card: dict, net, cfg: PredictConfig,

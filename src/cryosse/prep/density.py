@@ -134,9 +134,16 @@ def resample(m: Map, voxel_size_a: float, *, order: int = 1) -> Map:
     """
     if np.allclose(m.voxel_size_a, voxel_size_a, rtol=1e-6):
         return m
-    extent = (np.asarray(m.shape_xyz) - 1) * np.asarray(m.voxel_size_a)
-    shape = np.floor(extent / voxel_size_a + 1e-6).astype(int) + 1
-    return resample_to_grid(m, m.origin_a, voxel_size_a, shape, order=order)
+    return resample_to_grid(m, m.origin_a, voxel_size_a, resampled_shape(m.shape_xyz, m.voxel_size_a, voxel_size_a),
+                            order=order)
+
+
+def resampled_shape(shape_xyz, voxel_in_a, voxel_size_a: float) -> tuple[int, int, int]:
+    """The (x, y, z) shape :func:`resample` gives a grid of ``shape_xyz`` voxels of ``voxel_in_a``
+    Å (one per axis, x, y, z): as many ``voxel_size_a`` voxels as fit in its extent. The memory
+    plans compute it from headers alone, before the map is read."""
+    extent = (np.asarray(shape_xyz, float) - 1) * np.broadcast_to(np.asarray(voxel_in_a, float), (3,))
+    return tuple(int(n) for n in np.floor(extent / voxel_size_a + 1e-6).astype(int) + 1)
 
 
 def zscore(data: np.ndarray) -> np.ndarray:

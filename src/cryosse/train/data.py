@@ -9,7 +9,7 @@ import numpy as np
 from ..io import read_map
 from ..metrics import to_three_class
 from ..net.inputs import prepare_density
-from ..prep.density import resample
+from ..prep.density import resample, resampled_shape
 from ..prep.labels import DEFAULT_RADIUS_A
 
 __all__ = ["Sample", "load_sample", "memory_plan"]
@@ -71,9 +71,7 @@ def memory_plan(datalist: dict, voxel_size_a: float, realism: bool) -> tuple[flo
             if lab.shape_zyx != h.shape_zyx:
                 raise InputError(item["label"], f"label grid {lab.shape_zyx[::-1]} (x, y, z) differs from "
                                                 f"its density's {h.shape_zyx[::-1]}")
-            work = 1
-            for n_ax, v_ax in zip(h.shape_zyx, h.voxel_size_a):
-                work *= int(-(-n_ax * v_ax // voxel_size_a)) + 1
+            work = int(np.prod(resampled_shape(h.shape_zyx[::-1], h.voxel_size_a, voxel_size_a), dtype=np.int64))
             need += work * per_voxel
             voxels += work
             largest = max(largest, h.voxels * (h.bytes_per_voxel + 4 + lab.bytes_per_voxel + 1))
