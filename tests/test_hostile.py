@@ -428,9 +428,8 @@ def test_a_small_budget_refuses_a_real_map_naming_both_numbers(tmp_path, capsys)
     assert 64 ** 3 * 8 / GB < need < 64 ** 3 * 100 / GB and "budget 0.001 GB" in line
 
 
-def _peak_and_estimate(args) -> tuple[int, float]:
-    """(peak RSS bytes of ``cryosse ARGS``, its plan's estimate in bytes from the refusal with a
-    tiny budget)."""
+def _peak(args) -> int:
+    """The peak resident bytes of ``cryosse ARGS`` run in a fresh process (which must succeed)."""
     # VmHWM, the peak of this process's own memory map: ru_maxrss would also count the parent's
     # resident set at the fork (a pytest process grown large late in the suite hid every growth)
     code = ("import sys; from cryosse.cli import main; c = main(sys.argv[1:]); "
@@ -439,8 +438,14 @@ def _peak_and_estimate(args) -> tuple[int, float]:
     r = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env)
     rss, code = r.stdout.split()
     assert code == "0", r.stderr
+    return int(rss) * 1024
+
+
+def _peak_and_estimate(args) -> tuple[int, float]:
+    """(peak RSS bytes of ``cryosse ARGS``, its plan's estimate in bytes from the refusal with a
+    tiny budget)."""
     e = run_cli(*args, "--max-memory-gb", "1e-9")
-    return int(rss) * 1024, float(one_error_line(e).split("needs ~")[1].split()[0]) * GB
+    return _peak(args), float(one_error_line(e).split("needs ~")[1].split()[0]) * GB
 
 
 @pytest.mark.parametrize("command", ["simulate", "simulate-realism", "label", "crop", "prepare-map"])
@@ -730,6 +735,57 @@ def test_train_plans_its_memory_from_the_headers(tmp_path):
     dl = _datalist(tmp_path / "dl2.json", {"training": [{"id": "s_A", "image": "small.mrc", "label": "small_l.mrc"}]})
     line = one_error_line(run_cli("train", "--datalist", dl, "-o", tmp_path / "out"))
     assert f"{small}: label grid (5, 4, 4) (x, y, z) differs from its density's (4, 4, 4)" in line, line
+
+
+def _fine_tunes(dest: Path, n: int, preset: str = "small") -> list[Path]:
+    """``n`` checkpoints that could be fine-tunes of one start (for soup and ensemble)."""
+    import torch
+
+    from cryosse.net.checkpoint import save_checkpoint
+    from cryosse.net.network import PRESETS, build_network
+
+    arch = dict(PRESETS[preset], n_classes=3, preset=preset)
+    paths = []
+    for i in range(n):
+        torch.manual_seed(i)
+        paths.append(dest / f"ft{i}.pt")
+        save_checkpoint(paths[-1], build_network(arch), {
+            "arch": arch, "classes": ["other", "helix", "sheet"], "voxel_size_a": 2.0, "data_voxel_size_a": 1.0,
+            "tile": 32, "data_sha256": "0", "init_checkpoint": {"path": "start.pt", "member": 0, "step": 1}})
+    return paths
+
+
+@pytest.mark.parametrize("command", ["soup", "ensemble"])
+def test_checkpoints_over_the_budget_are_refused_from_their_sizes(tmp_path, capsys, command):
+    """A checkpoint file that claims 200 GB (sparse: nothing to read) is refused before any
+    source is loaded, one line naming it; nothing is written."""
+    small = _fine_tunes(tmp_path, 1)[0]
+    huge = tmp_path / "huge.pt"
+    with open(huge, "wb") as f:
+        f.truncate(200 * GB)
+    line = in_process_error(capsys, command, small, huge, "-o", tmp_path / "out.pt")
+    assert line.startswith(f"cryosse: error: {huge}: needs ~600 GB") and "2 checkpoints, 215 GB on disk" in line, line
+    line = in_process_error(capsys, command, small, small, "--max-memory-gb", "0.001", "-o", tmp_path / "out.pt")
+    assert "budget 0.001 GB" in line and "--max-memory-gb" in line, line
+    assert not (tmp_path / "out.pt").exists() and not (tmp_path / "out.json").exists()
+
+
+def test_the_checkpoints_plan_bounds_the_measured_peaks(tmp_path, capsys):
+    """Between two and four sources, the peak of soup and of ensemble grows less than the
+    plan's estimate does."""
+    srcs = _fine_tunes(tmp_path, 4, "deepssetracer")  # 18 MB each
+    seen = []
+    for command in ("soup", "ensemble"):
+        peaks, estimates = [], []
+        for n in (2, 4):
+            args = [command, *srcs[:n], "-o", tmp_path / f"{command}{n}.pt"]
+            peaks.append(_peak(args))
+            line = in_process_error(capsys, *args, "--max-memory-gb", "1e-9")
+            estimates.append(float(line.split("needs ~")[1].split()[0]) * GB)
+        growth, more = peaks[1] - peaks[0], estimates[1] - estimates[0]
+        seen.append(f"{command}: peak grew {growth / 1e6:.0f} MB, estimate {more / 1e6:.0f} MB")
+        assert 0 < growth < more, (command, peaks, estimates)
+    print("; ".join(seen))
 
 
 def test_the_training_plan_counts_the_grid_resampling_makes(tmp_path):
