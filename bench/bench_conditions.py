@@ -45,12 +45,16 @@ def main() -> int:
     if a.compare:
         import json
 
-        from cryosse.evaluate.robustness import decide, format_decision, model_labels
+        from cryosse.evaluate.robustness import decide, format_decision, model_labels, report_check
 
         old = json.loads(Path(a.compare).read_text())
         table = format_comparison(old, s)
         if "selection" in s["targets"] and "selection" in old["targets"]:  # the rule of the notebook
             table += "\n\n" + format_decision(decide(old, s), *model_labels(old, s))
+        if "report" in s["targets"] and "report" in old["targets"]:
+            r = report_check(old, s)
+            table += ("\n\nReport set: " + ("no class fell" if r["ships"] else "fell, so it does not ship: "
+                                              + "; ".join(r["fell"])))
         (Path(a.output) / "comparison.md").write_text(table + "\n")
         print(table)
     return 0

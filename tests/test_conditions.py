@@ -243,6 +243,12 @@ def test_decision_counts_only_crossings_that_lose_more_than_the_tolerance():
     near = run("near", [("a", 0.595, 0.65), ("b", 0.785, 0.89), ("c", 0.70, 0.80)])
     d = decide(shipped, near)
     assert d["ships"] and d["against"] == [] and len(d["within_tolerance"]) == 2
+    # the margin (after s8): a win of 0.003 in the objective is the seed spread, not enough
+    slim = run("slim", [("a", 0.61, 0.65), ("b", 0.80, 0.89), ("c", 0.50 + 3 * 0.85 * 0.003, 0.80)])
+    d = decide(shipped, slim)
+    assert d["objective"]["candidate"] - d["objective"]["shipped"] == pytest.approx(0.003)
+    assert not d["ships"] and d["against"] == [] and "at least 0.01 more needed" in format_decision(d, "o", "s")
+    assert decide(shipped, slim, margin=0.0)["ships"]
     # the same crossings with 0.05 lost: both count, whatever the objective
     far = run("far", [("a", 0.56, 0.65), ("b", 0.75, 0.89), ("c", 0.95, 0.80)])
     d = decide(shipped, far)
@@ -256,3 +262,18 @@ def test_decision_counts_only_crossings_that_lose_more_than_the_tolerance():
     assert not d["ships"] and d["against"] == [] and d["within_tolerance"] == []
     with pytest.raises(ValueError, match="different selection rows"):
         decide(shipped, run("fewer", [("a", 0.61, 0.70)]))
+
+
+def test_report_check_refuses_a_candidate_whose_report_set_falls_for_a_class():
+    """The second half of the rule (after s8): scored once, the report set's F1 / oracle must not
+    fall for either class. Hand-made rows: oracle 0.8 helix and 0.5 sheet."""
+    from cryosse.evaluate.robustness import report_check
+
+    def run(h, s):
+        return {"rows": [{"case": "m", "set": "report", "condition": "deposited", "kind": "x",
+                          "scored": {"helix": True, "sheet": True}, "voxel": {"helix": h, "sheet": s},
+                          "oracle": {"helix": 0.8, "sheet": 0.5}, "clean_simulation": {"helix": 0.9, "sheet": 0.9}}]}
+
+    assert report_check(run(0.52, 0.26), run(0.52, 0.30))["ships"]
+    r = report_check(run(0.52, 0.26), run(0.56, 0.25))
+    assert not r["ships"] and r["fell"] == ["sheet: 0.500 of the oracle against 0.520"], r
