@@ -41,8 +41,12 @@ demo: setup
 	$(SNAKEMAKE)
 	@echo "report: results/report/report.md (figures: results/report/*.png, results/model/training_curve.png)"
 
+# Two workers (pytest-xdist), one per core: the suite's subprocesses, servers and Slurm polling
+# leave a core idle otherwise. --dist loadfile keeps each file on one worker (the Slurm scenario's
+# module fixture runs once; xdist's loadgroup does not group under pytest 9, whose node ids it
+# can no longer rename).
 test: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # Benchmarks: each bench/bench_*.py prints its figures (ratios against a reference measured in
 # the same run) and writes bench/results/<name>.json.

@@ -111,9 +111,9 @@ def tiny_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_local_run(tmp_path_factory) -> Path:
     """The workflow's default target on the tiny config (test_workflow.TINY_CONFIG), run once
-    locally: test_end_to_end_tiny checks it and goes on with more targets in the same folder
-    (they leave the default target's files alone), and the Slurm scenario compares its own run
-    with it."""
+    locally per test process (per xdist worker, and `make test` keeps each file on one):
+    test_end_to_end_tiny checks it and goes on with more targets in the same folder (they leave
+    the default target's files alone), and the Slurm scenario compares its own run with it."""
     from test_workflow import snakemake, tiny_project
 
     project = tiny_project(tmp_path_factory.mktemp("tiny-workflow") / "project")
