@@ -117,8 +117,7 @@ def tiny_local_run(tmp_path_factory) -> Path:
     from test_workflow import snakemake, tiny_project
 
     project = tiny_project(tmp_path_factory.mktemp("tiny-workflow") / "project")
-    r = snakemake("--cores", "2", "--workflow-profile", str(Path(__file__).resolve().parents[1]
-                                                               / "workflow/profiles/default"), cwd=project)
+    r = snakemake("--cores", "2", "--workflow-profile", str(ROOT / "workflow/profiles/default"), cwd=project)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return project
 

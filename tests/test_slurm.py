@@ -60,11 +60,6 @@ def env_with(path_first: Path | None = None) -> dict:
     return dict(os.environ, PATH=path)
 
 
-def tiny_config(workdir: Path) -> Path:
-    """The tiny end-to-end work folder (test_workflow.tiny_project), as the local reference has it."""
-    return tiny_project(workdir)
-
-
 def tail(text: str, n: int = 4000) -> str:
     return text[-n:]
 
@@ -95,7 +90,7 @@ def slurm_dry_run(workdir: Path, *extra: str) -> tuple[dict[str, set[str]], list
     """Dry run with the slurm profile; (resources by rule, [(group name, [(rule, wildcards)])]).
     A prediction target puts predict_component (after the checkpoint) into the listing."""
     pytest.importorskip("snakemake_executor_plugin_slurm")
-    tiny_config(workdir)
+    tiny_project(workdir)
     r = subprocess.run(snakemake_cmd(workdir, "-n", "--executor", "slurm", "--workflow-profile",
                                      str(PROFILE), "all", "results/predict/test/1a8o_A/scores.json", *extra),
                        cwd=workdir, env=env_with(), capture_output=True, text=True, timeout=300)
@@ -122,7 +117,7 @@ def slurm_dry_run(workdir: Path, *extra: str) -> tuple[dict[str, set[str]], list
 
 def test_slurm_profile_passes_lint(tmp_path):
     pytest.importorskip("snakemake_executor_plugin_slurm")
-    tiny_config(tmp_path)
+    tiny_project(tmp_path)
     r = subprocess.run(snakemake_cmd(tmp_path, "--lint", "--workflow-profile", str(PROFILE)),
                        cwd=tmp_path, env=env_with(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "Congratulations" in r.stdout + r.stderr, tail(r.stdout + r.stderr)
@@ -235,7 +230,7 @@ def cancel_train_when_running(proc: subprocess.Popen, workdir: Path, timeout: fl
 @pytest.fixture(scope="module")
 def scenario(slurm_cluster, tiny_local_run, tmp_path_factory):
     base = tmp_path_factory.mktemp("slurm-scenario")
-    on_slurm, local = tiny_config(base / "slurm"), tiny_local_run  # the local reference: conftest.py
+    on_slurm, local = tiny_project(base / "slurm"), tiny_local_run  # the local reference: conftest.py
 
     # stand-in `cryosse`: the first `cryosse report` fails, every other call is the real one
     fakebin, sentinel = base / "bin", base / "report-failed-once"
